@@ -1,0 +1,5 @@
+import sys
+
+from minimner.cli import main
+
+sys.exit(main())

@@ -1,0 +1,168 @@
+"""Array-module backend: the only file in minimner that imports CuPy.
+
+Everything that touches arrays asks this module which array library to use:
+
+* ``get_xp(a)`` returns ``numpy`` or ``cupy`` for an existing array (ops use this,
+  so an op always computes where its inputs live);
+* ``xp()`` / ``set_backend(name)`` / ``MINIMNER_BACKEND=numpy|cupy`` choose the
+  library used to *create* new arrays (parameters, data batches);
+* ``asarray`` / ``asnumpy`` / ``to_device`` are the explicit device moves. They are
+  called at API edges (loading weights, building a batch, reporting a number),
+  never inside an op.
+* ``rng(seed)`` builds an explicit random generator on a backend; ops that need
+  randomness (dropout, init) take one as an argument and never touch global seeds.
+* The few spellings that differ between NumPy and CuPy live here once:
+  ``scatter_add`` (embedding gradients) and ``erf`` (exact GELU).
+
+Dimension legend used across minimner: B batch, T word-piece tokens, R image
+regions, C hidden, H heads, D head size (C = H·D), K tags, V vocab.
+"""
+from __future__ import annotations
+
+import os
+import types
+
+import numpy as np
+
+try:  # CuPy is optional: the `gpu` extra.
+    import cupy as _cupy  # type: ignore
+    import cupyx as _cupyx  # type: ignore
+    import cupyx.scipy.special as _cupyx_special  # type: ignore
+
+    CUPY_IMPORTED = True
+except Exception:  # pragma: no cover - depends on the machine
+    _cupy = None
+    _cupyx = None
+    _cupyx_special = None
+    CUPY_IMPORTED = False
+
+__all__ = [
+    "CUPY_IMPORTED", "cupy_available", "set_backend", "get_backend", "xp", "get_xp",
+    "asarray", "asnumpy", "to_device", "device_of", "rng", "scatter_add", "erf",
+    "DEFAULT_FLOAT", "is_cupy_array",
+]
+
+#: The compute dtype of every parameter and activation (float64 only in gradchecks).
+DEFAULT_FLOAT = np.float32
+
+
+def cupy_available() -> bool:
+    """True when CuPy imported *and* at least one CUDA device is visible."""
+    if not CUPY_IMPORTED:
+        return False
+    try:
+        return _cupy.cuda.runtime.getDeviceCount() > 0
+    except Exception:  # pragma: no cover - driver missing, etc.
+        return False
+
+
+def _check_name(name: str) -> str:
+    name = str(name).strip().lower()
+    if name not in ("numpy", "cupy"):
+        raise ValueError(f"unknown backend {name!r}: expected 'numpy' or 'cupy'")
+    if name == "cupy" and not cupy_available():
+        why = ("CuPy is not installed (pip install 'minimner[gpu]' or the cupy-cudaXXx wheel "
+               "matching your CUDA)") if not CUPY_IMPORTED else "CuPy is installed but no CUDA GPU is visible"
+        raise RuntimeError(f"backend 'cupy' requested but {why}")
+    return name
+
+
+_BACKEND = _check_name(os.environ.get("MINIMNER_BACKEND", "numpy"))
+
+
+def set_backend(name: str) -> None:
+    """Select the library used to create new arrays: ``'numpy'`` or ``'cupy'``.
+
+    Raises
+    ------
+    ValueError
+        for an unknown name.
+    RuntimeError
+        for ``'cupy'`` when CuPy is not installed or no GPU is visible.
+    """
+    global _BACKEND
+    _BACKEND = _check_name(name)
+
+
+def get_backend() -> str:
+    """Name of the current default backend (``'numpy'`` or ``'cupy'``)."""
+    return _BACKEND
+
+
+def xp() -> types.ModuleType:
+    """The array module (``numpy`` or ``cupy``) of the current default backend."""
+    return _cupy if _BACKEND == "cupy" else np
+
+
+def is_cupy_array(a) -> bool:
+    return CUPY_IMPORTED and isinstance(a, _cupy.ndarray)
+
+
+def get_xp(*arrays) -> types.ModuleType:
+    """The array module that owns ``arrays`` (NumPy for anything that is not CuPy)."""
+    for a in arrays:
+        if is_cupy_array(a):
+            return _cupy
+    return np
+
+
+def device_of(a) -> str:
+    """``'cupy'`` for a CuPy array, else ``'numpy'``."""
+    return "cupy" if is_cupy_array(a) else "numpy"
+
+
+def asarray(a, dtype=None, backend: str | None = None):
+    """Move/convert ``a`` to ``backend`` (default: the current one). An explicit transfer."""
+    name = _check_name(backend) if backend is not None else _BACKEND
+    if name == "cupy":
+        return _cupy.asarray(a, dtype=dtype)
+    if is_cupy_array(a):
+        a = _cupy.asnumpy(a)
+    return np.asarray(a, dtype=dtype)
+
+
+to_device = asarray
+
+
+def asnumpy(a):
+    """Return a NumPy copy/view of ``a`` (device → host when ``a`` is a CuPy array)."""
+    if is_cupy_array(a):
+        return _cupy.asnumpy(a)
+    return np.asarray(a)
+
+
+def rng(seed=None, backend: str | None = None):
+    """A seeded random generator on ``backend`` (``numpy.random.Generator`` or CuPy's).
+
+    Pass it explicitly to anything random (dropout masks, parameter init).
+    """
+    name = _check_name(backend) if backend is not None else _BACKEND
+    if name == "cupy":
+        return _cupy.random.default_rng(seed)
+    return np.random.default_rng(seed)
+
+
+def scatter_add(target, indices, values) -> None:
+    """In place ``target[indices] += values`` with repeated indices accumulated.
+
+    NumPy spells this ``np.add.at``; CuPy spells it ``cupyx.scatter_add``.
+    ``target``: (V, C), ``indices``: (N,) int, ``values``: (N, C).
+    """
+    if is_cupy_array(target):
+        _cupyx.scatter_add(target, indices, values)
+    else:
+        np.add.at(target, indices, values)
+
+
+def erf(x):
+    """Elementwise error function in the dtype of ``x`` (no SciPy on the NumPy path).
+
+    CuPy has a native kernel (``cupyx.scipy.special.erf``). For NumPy we evaluate
+    the rational approximations of :mod:`minimner._erf` (accurate to float64
+    round-off), so the exact-erf GELU matches PyTorch without SciPy.
+    """
+    if is_cupy_array(x):
+        return _cupyx_special.erf(x)
+    from minimner._erf import erf_numpy
+
+    return erf_numpy(x)

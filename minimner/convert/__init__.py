@@ -1,0 +1,1 @@
+"""Weight converters: PyTorch / safetensors files to NumPy, with strict key accounting."""

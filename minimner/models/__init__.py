@@ -1,0 +1,1 @@
+"""Models composed from minimner ops: BERT, ResNet and the cross-modal MNER model."""

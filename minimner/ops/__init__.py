@@ -1,0 +1,1 @@
+"""Primitive ops, one file each, as ``<op>_forward`` / ``<op>_backward`` pairs."""
