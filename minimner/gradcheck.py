@@ -7,7 +7,8 @@ The recipe (STYLE §6):
 2. draw a random upstream gradient ``dout`` (never all ones: a ones vector can
    cancel exactly the term under test) and form the scalar
    ``L = sum(forward(...) * dout)``;
-3. compare the hand-written backward with ``(L(x + h e_i) − L(x − h e_i)) / 2h``
+3. compare the hand-written backward with ``(L(x + h e_i) − L(x − h e_i)) / 2h`` (h = 1e-5:
+   its truncation error ~h² and its round-off ~ε·|L|/h balance there in float64)
    for every entry of every input and parameter, or, for big blocks, along one
    random unit direction ``v``: ``∇L · v`` vs ``(L(x + h v) − L(x − h v)) / 2h``.
 
@@ -55,7 +56,7 @@ def _require_float64(name, x):
         raise TypeError(f"gradient checks run in float64; {name!r} is {x.dtype} (cast it with .astype(np.float64))")
 
 
-def numerical_grad(f: Callable[[], float], x, h: float = 1e-6):
+def numerical_grad(f: Callable[[], float], x, h: float = 1e-5):
     """Central-difference gradient of the scalar ``f()`` with respect to array ``x``.
 
     ``x`` is perturbed in place, one entry at a time, and restored. It must be
@@ -80,7 +81,7 @@ def numerical_grad(f: Callable[[], float], x, h: float = 1e-6):
 
 
 def check_grads(loss: Callable[[], float], arrays: Mapping[str, object], analytic: Mapping[str, object],
-                h: float = 1e-6, tol: float = 1e-6) -> dict:
+                h: float = 1e-5, tol: float = 1e-6) -> dict:
     """Compare ``analytic[name]`` with the numerical gradient of ``loss`` w.r.t. ``arrays[name]``.
 
     Returns ``{name: relative error}``; raises :class:`GradcheckError` naming the
@@ -107,7 +108,7 @@ def check_grads(loss: Callable[[], float], arrays: Mapping[str, object], analyti
 
 
 def directional_check(loss: Callable[[], float], arrays: Mapping[str, object], analytic: Mapping[str, object],
-                      rng=None, h: float = 1e-6, tol: float = 1e-6) -> float:
+                      rng=None, h: float = 1e-5, tol: float = 1e-6) -> float:
     """One random-direction check over all ``arrays`` jointly (cheap at any size).
 
     Draws a unit vector ``v`` spread over every array, and compares ``Σ ∇L·v``
@@ -145,7 +146,7 @@ def directional_check(loss: Callable[[], float], arrays: Mapping[str, object], a
 
 def check_module(module, forward: Callable, backward: Callable, inputs: Sequence, rng,
                  differentiable: Sequence[bool] | None = None, directional: bool = False,
-                 h: float = 1e-6, tol: float = 1e-6) -> dict:
+                 h: float = 1e-5, tol: float = 1e-6) -> dict:
     """Gradient-check a module's backward against its forward, inputs and parameters.
 
     Parameters

@@ -54,6 +54,9 @@ def main(argv=None) -> int:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"minimner {args.command}: error: {msg}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # e.g. `... --json | head`: the reader went away, nothing to report
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         print(f"minimner {args.command}: interrupted", file=sys.stderr)
         return 130

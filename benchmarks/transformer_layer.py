@@ -1,0 +1,259 @@
+"""Transformer-layer benchmark: minimner ``BertLayer`` vs ``transformers.BertLayer``, same run, same work.
+
+Work per iteration (defaults B = 24, T = 64, C = 384, H = 12 heads, F = 1536,
+float32, CPU, random prefix key masks, training mode with dropout 0.1 on both):
+
+* minimner: ``BertLayer.forward(x, mask)`` + ``BertLayer.backward(dout)``
+  (input gradient and every parameter gradient);
+* transformers (eager attention, torch autograd): ``layer(x, attention_mask)``
+  + ``(out * dout).sum().backward()`` with ``x.requires_grad``.
+
+Both sides get identical weights. Before timing, the script runs both in eval
+mode (no dropout) and exits with status 1 if the output (1e-5), the input
+gradient or any parameter gradient (1e-4) differ by more than the tolerance,
+measured as max |ours − ref| / max(1, max |ref|). It reports the
+median time of forward and forward+backward, the ratio minimner / transformers
+(> 1: minimner is slower), and the peak memory of one forward+backward on each
+side, measured in a fresh subprocess as the rise of the process's peak RSS
+(``ru_maxrss``) over its value just before the step, plus minimner's peak
+traced memory (tracemalloc sees NumPy allocations, not torch's).
+
+Usage::
+
+    python benchmarks/transformer_layer.py            # full run, writes benchmarks/results/transformer_layer.{json,md}
+    python benchmarks/transformer_layer.py --quick    # tiny shapes, 2 repeats: checks that it runs
+    python benchmarks/transformer_layer.py --torch-threads 1
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from minimner.checkpoint import atomic_write_text  # noqa: E402
+from minimner.nn.attention import BertLayer  # noqa: E402
+
+
+def machine() -> dict:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        cpu = platform.processor() or "unknown"
+    import torch
+    import transformers
+    return {"platform": platform.platform(), "python": platform.python_version(), "cpu": cpu,
+            "cores": os.cpu_count(), "numpy": np.__version__, "torch": torch.__version__,
+            "transformers": transformers.__version__, "torch_threads": torch.get_num_threads(),
+            "loadavg_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None}
+
+
+def build(B, T, C, H, F, dropout, seed=0):
+    """The two layers with the same weights, and the shared inputs (NumPy and torch)."""
+    import torch
+    import transformers
+    from transformers.models.bert.modeling_bert import BertLayer as TorchBertLayer
+
+    torch.manual_seed(seed)
+    cfg = transformers.BertConfig(hidden_size=C, num_attention_heads=H, intermediate_size=F,
+                                  hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout,
+                                  layer_norm_eps=1e-12, hidden_act="gelu", attn_implementation="eager")
+    ref = TorchBertLayer(cfg)
+    ours = BertLayer(C, H, F, hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout,
+                     rng=np.random.default_rng(seed))
+    ours.load_state_dict({k: v.detach().numpy() for k, v in ref.state_dict().items()})
+    rng = np.random.default_rng(seed + 1)
+    x = rng.standard_normal((B, T, C)).astype(np.float32)
+    lengths = rng.integers(T // 2, T + 1, B)
+    lengths[0] = T
+    mask = (np.arange(T)[None, :] < lengths[:, None]).astype(np.int64)          # (B, T)
+    dout = rng.standard_normal((B, T, C)).astype(np.float32)
+    tx = torch.tensor(x, requires_grad=True)
+    tadd = torch.tensor((1.0 - mask[:, None, None, :].astype(np.float32)) * -10000.0)   # (B, 1, 1, T)
+    return ours, ref, x, mask, dout, tx, tadd, torch.tensor(dout)
+
+
+def steps(ours, ref, x, mask, dout, tx, tadd, tdout):
+    """The four timed callables: (ours forward, ours fwd+bwd, theirs forward, theirs fwd+bwd)."""
+    import torch
+
+    def ours_fwd():
+        return ours.forward(x, mask)
+
+    def ours_all():
+        ours.zero_grad()
+        ours.forward(x, mask)
+        return ours.backward(dout)
+
+    def ref_fwd():
+        with torch.no_grad():
+            return ref(tx, attention_mask=tadd)
+
+    def ref_all():
+        ref.zero_grad(set_to_none=False)
+        tx.grad = None
+        out = ref(tx, attention_mask=tadd)
+        out = out[0] if isinstance(out, tuple) else out
+        (out * tdout).sum().backward()
+        return tx.grad
+
+    return ours_fwd, ours_all, ref_fwd, ref_all
+
+
+def agreement(ours, ref, x, mask, dout, tx, tadd, tdout):
+    """Eval-mode (no dropout) comparison: ``(problems, max abs diffs)``; no problems = agree."""
+    ours.eval()
+    ref.eval()
+    ours.zero_grad()
+    out = ours.forward(x, mask)[0]
+    dx = ours.backward(dout)
+    ref.zero_grad(set_to_none=False)
+    tx.grad = None
+    tout = ref(tx, attention_mask=tadd)
+    tout = tout[0] if isinstance(tout, tuple) else tout
+    (tout * tdout).sum().backward()
+    ours.train()
+    ref.train()
+    # Errors are max |ours − ref| / max(1, max |ref|): the bias and LayerNorm gradients sum B·T rows and
+    # reach ~100, where float32 round-off alone is ~1e-5 absolute.
+    def err(a, ref_t):
+        r = ref_t.detach().numpy()
+        return float(np.abs(a - r).max() / max(1.0, float(np.abs(r).max())))
+
+    tgrads = dict(ref.named_parameters())
+    diffs = {"out": err(out, tout), "dx": err(dx, tx.grad),
+             "param_grads": max(err(p.grad, tgrads[n].grad) for n, p in ours.named_parameters())}
+    limits = {"out": 1e-5, "dx": 1e-4, "param_grads": 1e-4}
+    problems = [f"{k} scaled max diff {v:.3e} > {limits[k]}" for k, v in diffs.items() if v > limits[k]]
+    return problems, diffs
+
+
+def timed(fn, repeats, warmup):
+    for _ in range(warmup):
+        fn()
+    out = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def memory_child(side: str, shape: list[int], dropout: float) -> dict:
+    """Runs in a fresh process: peak-RSS rise of one forward+backward of one side."""
+    ours, ref, *data = build(*shape, dropout)
+    ours_fwd, ours_all, ref_fwd, ref_all = steps(ours, ref, *data)
+    fn = ours_all if side == "minimner" else ref_all
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    fn()
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {"peak_rss_rise_MiB": (after - before) / 1024.0}   # ru_maxrss is in KiB on Linux
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--batch", type=int, default=24)
+    ap.add_argument("--length", type=int, default=64)
+    ap.add_argument("--hidden", type=int, default=384)
+    ap.add_argument("--heads", type=int, default=12)
+    ap.add_argument("--ffn", type=int, default=1536)
+    ap.add_argument("--dropout", type=float, default=0.1)
+    ap.add_argument("--repeats", type=int, default=20)
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--quick", action="store_true", help="tiny shapes, 2 repeats, 1 warm-up (smoke test)")
+    ap.add_argument("--torch-threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results",
+                    help="folder for transformer_layer.json/.md (default benchmarks/results)")
+    ap.add_argument("--no-write", action="store_true", help="print only")
+    ap.add_argument("--memory-child", choices=["minimner", "transformers"], help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.batch, args.length, args.hidden, args.heads, args.ffn = 2, 8, 32, 4, 64
+        args.repeats, args.warmup = 2, 1
+    shape = [args.batch, args.length, args.hidden, args.heads, args.ffn]
+
+    import torch
+    if args.torch_threads:
+        torch.set_num_threads(args.torch_threads)
+    if args.memory_child:
+        print(json.dumps(memory_child(args.memory_child, shape, args.dropout)))
+        return 0
+
+    data = build(*shape, args.dropout)
+    problems, diffs = agreement(*data)
+    if problems:
+        print("minimner and transformers disagree: " + "; ".join(problems), file=sys.stderr)
+        return 1
+
+    ours_fwd, ours_all, ref_fwd, ref_all = steps(*data)
+    phases = {}
+    for name, (a_fn, b_fn) in {"forward": (ours_fwd, ref_fwd), "forward+backward": (ours_all, ref_all)}.items():
+        a = statistics.median(timed(a_fn, args.repeats, args.warmup))
+        b = statistics.median(timed(b_fn, args.repeats, args.warmup))
+        phases[name] = {"minimner_ms": a * 1e3, "transformers_ms": b * 1e3, "ratio": a / b}
+
+    tracemalloc.start()
+    ours_all()
+    _, traced_peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    memory = {}
+    for side in ("minimner", "transformers"):
+        cmd = [sys.executable, __file__, "--memory-child", side, "--dropout", str(args.dropout),
+               "--batch", str(args.batch), "--length", str(args.length), "--hidden", str(args.hidden),
+               "--heads", str(args.heads), "--ffn", str(args.ffn)]
+        if args.torch_threads:
+            cmd += ["--torch-threads", str(args.torch_threads)]
+        res = subprocess.run(cmd, capture_output=True, text=True, check=True)
+        memory[side] = json.loads(res.stdout.strip().splitlines()[-1])["peak_rss_rise_MiB"]
+
+    B, T, C, H, F = shape
+    result = {"benchmark": "transformer_layer",
+              "shape": {"B": B, "T": T, "C": C, "heads": H, "F": F, "dropout": args.dropout,
+                        "mean_length": float(data[3].sum(1).mean())},
+              "repeats": args.repeats, "warmup": args.warmup, "machine": machine(),
+              "agreement_eval_mode_scaled_max_diff": diffs,
+              "phases": phases, "ratio": phases["forward+backward"]["ratio"],
+              "peak_rss_rise_MiB": memory, "minimner_peak_traced_MiB": traced_peak / 2**20}
+
+    lines = [f"# Transformer layer benchmark (B={B}, T={T}, C={C}, {H} heads, F={F}, float32, "
+             f"training mode, dropout {args.dropout}; median of {args.repeats} runs after {args.warmup} warm-up)", "",
+             "| phase | minimner (ms) | transformers BertLayer (ms) | ratio minimner / transformers |",
+             "|---|---:|---:|---:|"]
+    for name, r in phases.items():
+        lines.append(f"| {name} | {r['minimner_ms']:.1f} | {r['transformers_ms']:.1f} | {r['ratio']:.2f} |")
+    m = result["machine"]
+    lines += ["", "Peak memory of one forward+backward (rise of peak RSS in a fresh process): "
+                  f"minimner {memory['minimner']:.1f} MiB, transformers {memory['transformers']:.1f} MiB; "
+                  f"minimner peak traced (tracemalloc) {result['minimner_peak_traced_MiB']:.1f} MiB.", "",
+              f"Agreement (eval mode, max |diff| / max(1, max |ref|)): output {diffs['out']:.1e}, dx {diffs['dx']:.1e}, "
+              f"parameter gradients {diffs['param_grads']:.1e}.", "",
+              f"Machine: {m['cpu']}, {m['cores']} cores, {m['platform']}, Python {m['python']}, "
+              f"NumPy {m['numpy']}, torch {m['torch']} ({m['torch_threads']} threads), transformers "
+              f"{m['transformers']}, 1-min load average {m['loadavg_1min']}.", ""]
+    text = "\n".join(lines)
+    print(text)
+    if not args.no_write:
+        args.out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(args.out / "transformer_layer.json", json.dumps(result, indent=2) + "\n")
+        atomic_write_text(args.out / "transformer_layer.md", text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

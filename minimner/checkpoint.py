@@ -1,0 +1,104 @@
+"""Atomic, pickle-free checkpoints.
+
+A checkpoint is **one** ``.npz`` file, so a single ``os.replace`` makes it appear
+all at once: a crash while saving leaves the previous checkpoint intact.
+
+Layout of the archive (every entry a plain array; loaded with ``allow_pickle=False``):
+
+* ``model/<param or buffer name>``: the model's state dict;
+* ``optim/<name>``: optimiser arrays (e.g. Adam moments), when saved;
+* ``__meta__``: UTF-8 JSON (epoch, step, best score, RNG states, config, ...)
+  stored as a ``uint8`` array.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+
+from minimner import backend
+
+FORMAT_VERSION = 1
+
+
+def atomic_write_bytes(path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temporary file in the same folder + ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_text(path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_save_npz(path, arrays: Mapping[str, object]) -> None:
+    """``np.savez`` to a temporary file, fsync, then ``os.replace`` onto ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp.npz", dir=str(path.parent))
+    os.close(fd)
+    try:
+        with open(tmp, "wb") as f:
+            np.savez(f, **{k: backend.asnumpy(v) for k, v in arrays.items()})
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def save_checkpoint(path, model_state: Mapping[str, object], meta: dict,
+                    optim_state: Mapping[str, object] | None = None) -> None:
+    """Save model arrays, optional optimiser arrays and JSON ``meta`` in one atomic file."""
+    arrays = {f"model/{k}": v for k, v in model_state.items()}
+    for k, v in (optim_state or {}).items():
+        arrays[f"optim/{k}"] = v
+    meta = dict(meta, format_version=FORMAT_VERSION)
+    arrays["__meta__"] = np.frombuffer(json.dumps(meta, sort_keys=True).encode("utf-8"), dtype=np.uint8)
+    atomic_save_npz(path, arrays)
+
+
+def load_checkpoint(path):
+    """Return ``(model_state, optim_state, meta)`` from :func:`save_checkpoint`'s file.
+
+    Raises
+    ------
+    FileNotFoundError
+        when ``path`` does not exist.
+    ValueError
+        when the file is not a minimner checkpoint (names the file and the problem).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            files = {k: z[k] for k in z.files}
+    except Exception as e:  # zipfile.BadZipFile, ValueError, EOFError, ...
+        raise ValueError(f"{path}: not a readable .npz checkpoint ({type(e).__name__}: {e})") from e
+    if "__meta__" not in files:
+        raise ValueError(f"{path}: not a minimner checkpoint (no __meta__ entry)")
+    meta = json.loads(files.pop("__meta__").tobytes().decode("utf-8"))
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise ValueError(f"{path}: checkpoint format_version {meta.get('format_version')!r}, "
+                         f"this minimner reads {FORMAT_VERSION}")
+    model = {k[len("model/"):]: v for k, v in files.items() if k.startswith("model/")}
+    optim = {k[len("optim/"):]: v for k, v in files.items() if k.startswith("optim/")}
+    return model, optim, meta

@@ -1,0 +1,47 @@
+"""``python -m minimner evaluate``: score a run's best checkpoint on one split."""
+from __future__ import annotations
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "evaluate", help="score a trained run on a split (default and strict IOB2)",
+        description="Load RUN/best.npz, decode SPLIT.txt from the run's data folder (or --data), print the "
+                    "micro and per-type table, and write RUN/eval-SPLIT.json and RUN/pred-SPLIT.txt.")
+    p.add_argument("--run", required=True, help="run folder written by `train`")
+    p.add_argument("--split", default="test", help="split name: reads SPLIT.txt (default: test)")
+    p.add_argument("--data", default=None, help="data folder (default: the one the run was trained on)")
+    p.add_argument("--unconstrained", action="store_true", help="plain Viterbi instead of constrained decoding")
+    p.add_argument("--strict", action="store_true", help="print the strict IOB2 table instead of the default one")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    import json
+    from pathlib import Path
+
+    from minimner.checkpoint import atomic_write_text
+    from minimner.data.batching import encode_sentences
+    from minimner.data.conll import read_conll, write_conll
+    from minimner.metrics import format_table
+    from minimner.train import evaluate_examples, load_run
+
+    model, tok, info = load_run(args.run)
+    data = Path(args.data or info["config"]["data_dir"])
+    path = data / f"{args.split}.txt"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found (choose --split or --data)")
+    sents = read_conll(path)
+    examples = encode_sentences(tok, sents)
+    pred, scores = evaluate_examples(model, sents, examples, constrained=not args.unconstrained,
+                                     desc=args.split, progress=not args.no_progress)
+    run_dir = Path(args.run)
+    result = {"split": args.split, "file": str(path), "constrained": not args.unconstrained, **scores}
+    atomic_write_text(run_dir / f"eval-{args.split}.json", json.dumps(result, indent=2))
+    write_conll(run_dir / f"pred-{args.split}.txt", sents, tags=pred)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(format_table(scores["strict" if args.strict else "default"]))
+    return 0

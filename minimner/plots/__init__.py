@@ -1,0 +1,1 @@
+"""Plots for inspection (matplotlib, imported lazily so the rest of minimner never needs a display)."""

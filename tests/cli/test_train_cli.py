@@ -1,0 +1,66 @@
+"""`train`, `evaluate`, `predict` and `demo` through the command line (tiny BERT, toy data)."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from minimner.cli import main
+from minimner.data.conll import read_conll
+from minimner.data.toy import write_toy_dataset
+from tests.test_train import make_tiny_bert
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli")
+    bert = make_tiny_bert(root / "bert")
+    data = write_toy_dataset(root / "data", n_train=16, n_valid=8, n_test=8)
+    run = root / "run"
+    rc = main(["train", "--data", str(data), "--out", str(run), "--bert", str(bert), "--epochs", "1",
+               "--batch-size", "8", "--no-progress"])
+    assert rc == 0
+    return {"root": root, "bert": bert, "data": data, "run": run}
+
+
+def test_train_writes_a_complete_run(trained):
+    for name in ("run.json", "best.npz", "last.npz", "metrics.jsonl", "summary.json", "bert/config.json"):
+        assert (trained["run"] / name).exists(), name
+
+
+def test_evaluate_scores_the_test_split_once(trained, capsys):
+    assert main(["evaluate", "--run", str(trained["run"]), "--split", "test", "--json", "--no-progress"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert set(result["default"]["micro"]) == {"precision", "recall", "f1"}
+    assert 0.0 <= result["default"]["micro"]["f1"] <= 1.0
+    pred = read_conll(trained["run"] / "pred-test.txt")
+    gold = read_conll(trained["data"] / "test.txt")
+    assert [s.words for s in pred] == [s.words for s in gold]
+
+
+def test_predict_conll_and_plain_text(trained, tmp_path, capsys):
+    out = tmp_path / "pred.txt"
+    assert main(["predict", "--run", str(trained["run"]), "--input", str(trained["data"] / "valid.txt"),
+                 "--output", str(out), "--no-progress"]) == 0
+    assert len(read_conll(out)) == 8
+    plain = tmp_path / "plain.txt"
+    plain.write_text("Elon Musk lands in Paris\n\nso tired today\n", encoding="utf-8")
+    assert main(["predict", "--run", str(trained["run"]), "--input", str(plain), "--no-progress"]) == 0
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln]
+    assert [ln.split("\t")[0] for ln in lines] == "Elon Musk lands in Paris so tired today".split()
+    assert all(ln.split("\t")[1] in ("O", "B-PER", "I-PER", "B-LOC", "I-LOC", "B-ORG", "I-ORG",
+                                     "B-MISC", "I-MISC") for ln in lines)
+
+
+def test_cli_errors_are_one_line(trained, tmp_path, capsys):
+    assert main(["evaluate", "--run", str(tmp_path / "missing")]) == 2
+    err = capsys.readouterr().err
+    assert "not a finished minimner run" in err and "Traceback" not in err
+    assert main(["train", "--data", str(tmp_path), "--out", str(tmp_path / "r")]) == 2
+    assert "train.txt" in capsys.readouterr().err
+
+
+def test_demo_runs_end_to_end(trained, capsys):
+    assert main(["demo", "--bert", str(trained["bert"]), "--epochs", "1", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "micro avg" in out and "Elon/" in out
