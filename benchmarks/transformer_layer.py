@@ -12,17 +12,18 @@ Both sides get identical weights. Before timing, the script runs both in eval
 mode (no dropout) and exits with status 1 if the output (1e-5), the input
 gradient or any parameter gradient (1e-4) differ by more than the tolerance,
 measured as max |ours − ref| / max(1, max |ref|). It reports the
-median time of forward and forward+backward, the ratio minimner / transformers
-(> 1: minimner is slower), and the peak memory of one forward+backward on each
-side, measured in a fresh subprocess as the rise of the process's peak RSS
-(``ru_maxrss``) over its value just before the step, plus minimner's peak
-traced memory (tracemalloc sees NumPy allocations, not torch's).
+median time of forward and forward+backward (the two sides interleaved run by
+run, so a change in machine load hits both alike), the ratio minimner / transformers
+(> 1: minimner is slower), and the peak memory of the first forward+backward on
+each side, measured in a fresh subprocess as the peak RSS (sampled every 0.5 ms)
+minus the RSS just before the step, plus minimner's peak traced memory
+(tracemalloc sees NumPy allocations, not torch's).
 
 Usage::
 
     python benchmarks/transformer_layer.py            # full run, writes benchmarks/results/transformer_layer.{json,md}
     python benchmarks/transformer_layer.py --quick    # tiny shapes, 2 repeats: checks that it runs
-    python benchmarks/transformer_layer.py --torch-threads 1
+    python benchmarks/transformer_layer.py --threads 1   # both sides single-threaded (steadier on a busy machine)
 """
 from __future__ import annotations
 
@@ -30,7 +31,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -38,7 +38,12 @@ import time
 import tracemalloc
 from pathlib import Path
 
-import numpy as np
+_BLAS_THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+if "--threads" in sys.argv[:-1]:  # must be set before NumPy loads its BLAS
+    for _var in _BLAS_THREAD_VARS:
+        os.environ[_var] = sys.argv[sys.argv.index("--threads") + 1]
+
+import numpy as np  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -61,6 +66,7 @@ def machine() -> dict:
     return {"platform": platform.platform(), "python": platform.python_version(), "cpu": cpu,
             "cores": os.cpu_count(), "numpy": np.__version__, "torch": torch.__version__,
             "transformers": transformers.__version__, "torch_threads": torch.get_num_threads(),
+            "blas_threads_env": {v: os.environ.get(v) for v in _BLAS_THREAD_VARS},
             "loadavg_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None}
 
 
@@ -144,26 +150,54 @@ def agreement(ours, ref, x, mask, dout, tx, tadd, tdout):
     return problems, diffs
 
 
-def timed(fn, repeats, warmup):
+def timed_pair(fn_a, fn_b, repeats, warmup):
+    """Per-run times of two callables, interleaved (a, b, a, b, …) so load changes hit both alike."""
     for _ in range(warmup):
-        fn()
-    out = []
+        fn_a()
+        fn_b()
+    ta, tb = [], []
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t0)
-    return out
+        for fn, out in ((fn_a, ta), (fn_b, tb)):
+            t0 = time.perf_counter()
+            fn()
+            out.append(time.perf_counter() - t0)
+    return ta, tb
+
+
+def _rss_bytes() -> int:
+    """Current resident set size of this process (Linux /proc)."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
 def memory_child(side: str, shape: list[int], dropout: float) -> dict:
-    """Runs in a fresh process: peak-RSS rise of one forward+backward of one side."""
+    """Runs in a fresh process: peak RSS rise during the first forward+backward of one side.
+
+    A sampler thread reads the RSS every 0.5 ms while the step runs (NumPy and torch
+    release the GIL in their kernels); the result is the peak minus the RSS just
+    before the step. ``ru_maxrss`` is no use here: the import of transformers
+    already set a higher high-water mark than one layer step reaches.
+    """
+    import threading
+
     ours, ref, *data = build(*shape, dropout)
-    ours_fwd, ours_all, ref_fwd, ref_all = steps(ours, ref, *data)
+    _, ours_all, _, ref_all = steps(ours, ref, *data)
     fn = ours_all if side == "minimner" else ref_all
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    before = _rss_bytes()
+    peak, stop = [before], threading.Event()
+
+    def sample():
+        while not stop.is_set():
+            peak[0] = max(peak[0], _rss_bytes())
+            time.sleep(0.0005)
+
+    t = threading.Thread(target=sample)
+    t.start()
     fn()
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return {"peak_rss_rise_MiB": (after - before) / 1024.0}   # ru_maxrss is in KiB on Linux
+    stop.set()
+    t.join()
+    peak[0] = max(peak[0], _rss_bytes())
+    return {"peak_rss_rise_MiB": (peak[0] - before) / 2**20}
 
 
 def main(argv=None) -> int:
@@ -177,7 +211,9 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="tiny shapes, 2 repeats, 1 warm-up (smoke test)")
-    ap.add_argument("--torch-threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="limit both sides to N threads (torch.set_num_threads and the BLAS env vars); "
+                         "default: each library's own choice")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results",
                     help="folder for transformer_layer.json/.md (default benchmarks/results)")
     ap.add_argument("--no-write", action="store_true", help="print only")
@@ -189,8 +225,8 @@ def main(argv=None) -> int:
     shape = [args.batch, args.length, args.hidden, args.heads, args.ffn]
 
     import torch
-    if args.torch_threads:
-        torch.set_num_threads(args.torch_threads)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.memory_child:
         print(json.dumps(memory_child(args.memory_child, shape, args.dropout)))
         return 0
@@ -204,8 +240,8 @@ def main(argv=None) -> int:
     ours_fwd, ours_all, ref_fwd, ref_all = steps(*data)
     phases = {}
     for name, (a_fn, b_fn) in {"forward": (ours_fwd, ref_fwd), "forward+backward": (ours_all, ref_all)}.items():
-        a = statistics.median(timed(a_fn, args.repeats, args.warmup))
-        b = statistics.median(timed(b_fn, args.repeats, args.warmup))
+        ta, tb = timed_pair(a_fn, b_fn, args.repeats, args.warmup)
+        a, b = statistics.median(ta), statistics.median(tb)
         phases[name] = {"minimner_ms": a * 1e3, "transformers_ms": b * 1e3, "ratio": a / b}
 
     tracemalloc.start()
@@ -217,8 +253,8 @@ def main(argv=None) -> int:
         cmd = [sys.executable, __file__, "--memory-child", side, "--dropout", str(args.dropout),
                "--batch", str(args.batch), "--length", str(args.length), "--hidden", str(args.hidden),
                "--heads", str(args.heads), "--ffn", str(args.ffn)]
-        if args.torch_threads:
-            cmd += ["--torch-threads", str(args.torch_threads)]
+        if args.threads:
+            cmd += ["--threads", str(args.threads)]
         res = subprocess.run(cmd, capture_output=True, text=True, check=True)
         memory[side] = json.loads(res.stdout.strip().splitlines()[-1])["peak_rss_rise_MiB"]
 
@@ -238,13 +274,15 @@ def main(argv=None) -> int:
     for name, r in phases.items():
         lines.append(f"| {name} | {r['minimner_ms']:.1f} | {r['transformers_ms']:.1f} | {r['ratio']:.2f} |")
     m = result["machine"]
-    lines += ["", "Peak memory of one forward+backward (rise of peak RSS in a fresh process): "
+    lines += ["", "Peak memory of the first forward+backward in a fresh process (sampled peak RSS − RSS before): "
                   f"minimner {memory['minimner']:.1f} MiB, transformers {memory['transformers']:.1f} MiB; "
                   f"minimner peak traced (tracemalloc) {result['minimner_peak_traced_MiB']:.1f} MiB.", "",
-              f"Agreement (eval mode, max |diff| / max(1, max |ref|)): output {diffs['out']:.1e}, dx {diffs['dx']:.1e}, "
+              f"Agreement (eval mode, max |diff| / max(1, max |ref|)): output {diffs['out']:.1e}, "
+              f"dx {diffs['dx']:.1e}, "
               f"parameter gradients {diffs['param_grads']:.1e}.", "",
               f"Machine: {m['cpu']}, {m['cores']} cores, {m['platform']}, Python {m['python']}, "
-              f"NumPy {m['numpy']}, torch {m['torch']} ({m['torch_threads']} threads), transformers "
+              f"NumPy {m['numpy']} (BLAS thread env {m['blas_threads_env']['OPENBLAS_NUM_THREADS'] or 'unset'}), "
+              f"torch {m['torch']} ({m['torch_threads']} threads), transformers "
               f"{m['transformers']}, 1-min load average {m['loadavg_1min']}.", ""]
     text = "\n".join(lines)
     print(text)

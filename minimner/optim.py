@@ -65,11 +65,14 @@ class _Optimizer:
 
     def __init__(self, params, no_decay: Iterable[str]):
         self.named_params = _named(params)
-        self.no_decay = tuple(no_decay)
-        # decay[name] is True when weight decay applies to that parameter.
-        self.decay = {n: not any(s in n for s in self.no_decay) for n, _ in self.named_params}
+        self._set_no_decay(no_decay)
         # state[name] = {"step": int, "exp_avg": array, "exp_avg_sq": array}, created at the first update.
         self.state: dict[str, dict] = {}
+
+    def _set_no_decay(self, no_decay) -> None:
+        self.no_decay = tuple(str(x) for x in no_decay)
+        # decay[name] is True when weight decay applies to that parameter (no no_decay substring in its name).
+        self.decay = {n: not any(s in n for s in self.no_decay) for n, _ in self.named_params}
 
     def zero_grad(self) -> None:
         for _, p in self.named_params:
@@ -147,8 +150,7 @@ class _Optimizer:
         for k, v in hyper.items():  # Python values, or 0-d/1-d arrays after a round trip through an .npz
             v = backend.asnumpy(v)
             setattr(self, k, tuple(float(x) for x in v) if v.ndim else (int(v) if k == "t_total" else float(v)))
-        self.no_decay = tuple(str(x) for x in np.asarray(sd["no_decay"]).reshape(-1))
-        self.decay = {n: not any(s in n for s in self.no_decay) for n, _ in self.named_params}
+        self._set_no_decay(np.asarray(sd["no_decay"]).reshape(-1))
         self.state = new_state
 
 

@@ -368,12 +368,13 @@ def test_backends_agree(xp, rng):
 def test_float32_stable_long_sequences_large_emissions(rng, scale):
     B, T, K = 2, 512, 13
     e, tags, mask, start, end, trans = random_problem(rng, B, T, K, lengths=[T, 300], scale=scale)
-    f32 = [a.astype(np.float32) if a.dtype == np.float64 else a for a in (e, tags, mask, start, end, trans)]
-    f64 = [a.astype(np.float32).astype(np.float64) if a.dtype == np.float64 else a for a in (e, tags, mask, start, end, trans)]
+    args = (e, tags, mask, start, end, trans)
+    f32 = [a.astype(np.float32) if a.dtype == np.float64 else a for a in args]
+    f64 = [a.astype(np.float32).astype(np.float64) if a.dtype == np.float64 else a for a in args]  # same values
     z32 = C.crf_log_partition(f32[0], f32[2], *f32[3:])
     z64 = C.crf_log_partition(f64[0], f64[2], *f64[3:])
     assert np.all(np.isfinite(z32))
-    assert np.all(np.abs(z32 - z64) <= 1e-5 * np.abs(z64) + 1e-3)
+    assert np.all(np.abs(z32 - z64) <= 1e-6 * np.abs(z64))          # measured <= 1.2e-7 relative
     m32 = C.crf_marginals(f32[0], f32[2], *f32[3:])
     m64 = C.crf_marginals(f64[0], f64[2], *f64[3:])
     assert np.all(np.isfinite(m32))
@@ -385,7 +386,7 @@ def test_float32_stable_long_sequences_large_emissions(rng, scale):
     grads = C.crf_nll_backward(np.full(B, 0.5, np.float32), cache)
     nll64, cache64 = C.crf_nll_forward(*f64)
     grads64 = C.crf_nll_backward(np.full(B, 0.5), cache64)
-    assert np.all(np.abs(nll - nll64) <= 1e-5 * np.abs(nll64) + 1e-3)
+    assert np.all(np.abs(nll - nll64) <= 1e-6 * (np.abs(z64) + np.abs(nll64)))
     for g, g64 in zip(grads, grads64):       # gradients are O(1) here; measured errors are <= 2e-5
         assert g.dtype == np.float32 and np.abs(g - g64).max() <= 1e-4
     p32, _ = C.crf_viterbi(f32[0], f32[2], *f32[3:])

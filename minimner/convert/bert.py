@@ -34,12 +34,11 @@ import json
 from collections import OrderedDict
 from pathlib import Path
 
-import numpy as np
-
 from minimner.convert import io
 
 __all__ = ["RENAME", "IGNORE", "TOKENIZER_FILES", "DEFAULT_MINILM_NPZ", "default_minilm_dir",
-           "find_weights_file", "load_source", "convert_file", "verify_npz", "register_cli"]
+           "find_weights_file", "load_source", "accountant", "has_pooler", "convert_file", "manifest_path",
+           "verify_npz", "register_cli"]
 
 #: Regex renames from checkpoint names to ``transformers.BertModel`` names, applied in order.
 RENAME = (

@@ -244,6 +244,7 @@ def _atomic_write(path, write: Callable[[object], None], mode: str) -> Path:
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
         os.replace(tmp, dst)
     except BaseException:
         try:
@@ -252,6 +253,12 @@ def _atomic_write(path, write: Callable[[object], None], mode: str) -> Path:
             pass
         raise
     return dst
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_npz_atomic(path, arrays: Mapping[str, np.ndarray], compress: bool = False) -> Path:
@@ -276,8 +283,10 @@ def write_npz_atomic(path, arrays: Mapping[str, np.ndarray], compress: bool = Fa
 
 
 def write_json_atomic(path, obj) -> Path:
-    """Write ``obj`` as indented JSON (trailing newline) atomically."""
-    text = json.dumps(obj, indent=2, sort_keys=False) + "\n"
+    """Write ``obj`` as indented JSON (trailing newline) atomically; short number lists stay on one line."""
+    text = json.dumps(obj, indent=2, sort_keys=False)
+    text = re.sub(r"\[\s*([-\d.eE+,\s]*?)\s*\]",  # [\n 30522,\n 384\n] -> [30522, 384]
+                  lambda m: "[" + ", ".join(m.group(1).replace(",", " ").split()) + "]", text) + "\n"
     return _atomic_write(path, lambda f: f.write(text), "w")
 
 

@@ -426,23 +426,25 @@ def load_npz(path) -> Lexicon:
     """
     p = _require_file(path)
     try:
-        z = np.load(p, allow_pickle=False)
-    except (ValueError, OSError) as e:
-        raise LexiconFormatError(p, None, f"not a readable .npz file ({e})") from None
-    with z:
-        for key in ("words", "vectors", "format_version"):
-            if key not in z.files:
-                raise LexiconFormatError(p, None, f"missing array {key!r} (not a minimner lexicon .npz; "
+        with np.load(p, allow_pickle=False) as z:
+            missing = [key for key in ("words", "vectors", "format_version") if key not in z.files]
+            if missing:
+                raise LexiconFormatError(p, None, f"missing array {missing[0]!r} (not a minimner lexicon .npz; "
                                                   "make one with `python -m minimner convert glove`)")
-        version = int(z["format_version"])
-        if version != NPZ_FORMAT_VERSION:
-            raise LexiconFormatError(p, None, f"format_version {version} is not supported "
-                                              f"(this minimner reads {NPZ_FORMAT_VERSION})")
-        raw = z["words"]
-        if raw.dtype != np.uint8 or raw.ndim != 1:
-            raise LexiconFormatError(p, None, f"'words' must be a 1-d uint8 array, got {raw.dtype} {raw.shape}")
+            version, raw, vectors = z["format_version"], z["words"], z["vectors"]
+    except LexiconFormatError:
+        raise
+    except (ValueError, OSError, EOFError) as e:  # not a zip, truncated, or an object (pickled) array
+        raise LexiconFormatError(p, None, f"not a readable lexicon .npz ({e})") from None
+    if version.shape != () or int(version) != NPZ_FORMAT_VERSION:
+        raise LexiconFormatError(p, None, f"format_version {version} is not supported "
+                                          f"(this minimner reads {NPZ_FORMAT_VERSION})")
+    if raw.dtype != np.uint8 or raw.ndim != 1:
+        raise LexiconFormatError(p, None, f"'words' must be a 1-d uint8 array, got {raw.dtype} {raw.shape}")
+    try:
         words = raw.tobytes().decode("utf-8").split("\n")
-        vectors = z["vectors"]
+    except UnicodeDecodeError as e:
+        raise LexiconFormatError(p, None, f"'words' is not valid UTF-8 ({e.reason})") from None
     if vectors.ndim != 2 or vectors.shape[0] != len(words):
         raise LexiconFormatError(p, None, f"{len(words)} words but 'vectors' has shape {tuple(vectors.shape)}")
     if vectors.dtype != np.float32:

@@ -13,8 +13,8 @@ which is what the original computed with gensim's ``most_similar`` (SPEC §2.1).
 rows so that the similarity block ``S = Û[q] Ûᵀ`` (Qc, V) stays under a memory
 budget; each chunk is one matrix product on the backend (NumPy or CuPy), never a
 Python loop over the vocabulary. Selecting the top k of each 400k-long row is
-done in two exact stages, because a full ``partition`` of every row costs more
-than the product itself:
+done in two exact stages, because a ``partition`` of every full row costs about
+as much as the product itself, while block maxima are one cheap pass:
 
 1. split each row's columns into nb blocks of ``block`` columns (block b holds
    columns b, b + nb, b + 2nb, …) and take the block maxima; let lb be the k-th
@@ -30,8 +30,10 @@ top-k element, being ≥ x_k ≥ lb, sits in a block whose maximum is ≥ lb.
 index ascending (the earlier word wins). :func:`topk_rows` implements this
 exactly, without relying on the stability of a backend's sort. Note that float32
 similarities of *different* vectors can differ from float64 ones by ~1e-7, so two
-words whose true similarities are that close may swap against a float64 oracle;
-identical vectors always tie exactly.
+words whose true similarities are that close may swap against a float64 oracle.
+Identical unit vectors (exact copies, or copies scaled by a power of two) get the
+same float32 similarity from the same matrix product (checked by the tests on
+NumPy's BLAS), so they tie exactly and the lower index wins.
 
 **Zero vectors** normalise to zero (similarity 0 to everything) instead of NaN.
 
@@ -174,9 +176,8 @@ def topk_cosine(unit, query_ids, k: int, exclude_self: bool = True, chunk_bytes:
     nb = math.ceil(V / block)
     blocked = nb >= k + 1                  # enough blocks that k of them always hold finite values
     Vp = nb * block if blocked else V
-    if Vp > V:  # zero rows pad the table to whole blocks; their similarities are set to -inf below
-        unit = xp.concatenate([unit, xp.zeros((Vp - V, E), dtype=unit.dtype)], axis=0)  # (Vp, E)
-    unit_t = xp.ascontiguousarray(unit.T)                                    # (E, Vp), faster GEMM layout
+    unit_t = xp.zeros((E, Vp), dtype=unit.dtype)  # (E, Vp): the faster GEMM layout; zero columns pad
+    unit_t[:, :V] = unit.T                         # the table to whole blocks (their scores are set to -inf)
     Qc = min(max(Q, 1), _chunk_rows(Vp, chunk_bytes))
     buf = xp.empty((Qc, Vp), dtype=unit.dtype)   # reused: a fresh block each chunk would page-fault
     ids = xp.empty((Q, k), dtype=xp.int64)                                   # (Q, k)

@@ -29,7 +29,9 @@ Two forward paths share the same modules:
 * :meth:`ResNet.forward` keeps caches so :meth:`ResNet.backward` can run (the
   encoder is frozen in MSCMT, but the backward is here for teaching and checks);
 * :meth:`ResNet.features` is inference: no caches, and after :meth:`ResNet.fold_bn`
-  every eval-mode BN is merged into its convolution (one GEMM + bias per conv).
+  every eval-mode BN is merged into its convolution (one GEMM + bias per conv),
+  with activations kept in the GEMM's own (C, B, H, W) layout between the first
+  and the last convolution.
 """
 from __future__ import annotations
 
@@ -109,23 +111,36 @@ class _Block(Module):
         return pairs
 
 
+def _conv(c, o, k, s, p, rng):
+    """A bias-free ResNet convolution, Kaiming-normal (fan-out) init as torchvision; zeros when rng is None."""
+    conv = Conv2d(c, o, k, s, p, bias=False, init=False)
+    if rng is not None:
+        w = rng.standard_normal((o, c, k, k), dtype=backend.DEFAULT_FLOAT)  # (O, C, k, k)
+        w *= backend.DEFAULT_FLOAT(np.sqrt(2.0 / (o * k * k)))             # std = √(2 / fan_out)
+        conv.weight.data = w
+    return conv
+
+
 def _downsample(inplanes, outplanes, stride, rng):
     if stride == 1 and inplanes == outplanes:
         return None
-    return ModuleList([Conv2d(inplanes, outplanes, 1, stride, 0, bias=False, rng=rng), BatchNorm2d(outplanes)])
+    return ModuleList([_conv(inplanes, outplanes, 1, stride, 0, rng), BatchNorm2d(outplanes)])
 
 
 class BasicBlock(_Block):
-    """Two 3×3 convolutions with a residual connection (ResNet-18/34). x (B, C, H, W) -> (B, P, H/s, W/s)."""
+    """Two 3×3 convolutions with a residual connection (ResNet-18/34). x (B, C, H, W) -> (B, P, H/s, W/s).
+
+    ``rng``: Generator for the Kaiming init of the convolutions (None leaves them zero).
+    """
 
     expansion = 1
     n_convs = 2
 
     def __init__(self, inplanes, planes, stride=1, rng=None):
         super().__init__()
-        self.conv1 = Conv2d(inplanes, planes, 3, stride, 1, bias=False, rng=rng)
+        self.conv1 = _conv(inplanes, planes, 3, stride, 1, rng)
         self.bn1 = BatchNorm2d(planes)
-        self.conv2 = Conv2d(planes, planes, 3, 1, 1, bias=False, rng=rng)
+        self.conv2 = _conv(planes, planes, 3, 1, 1, rng)
         self.bn2 = BatchNorm2d(planes)
         self.downsample = _downsample(inplanes, planes, stride, rng)
 
@@ -147,18 +162,21 @@ class BasicBlock(_Block):
 
 
 class Bottleneck(_Block):
-    """1×1 reduce → 3×3 (carries the stride) → 1×1 expand ×4, plus the shortcut (ResNet-50/101/152)."""
+    """1×1 reduce → 3×3 (carries the stride) → 1×1 expand ×4, plus the shortcut (ResNet-50/101/152).
+
+    ``rng``: Generator for the Kaiming init of the convolutions (None leaves them zero).
+    """
 
     expansion = 4
     n_convs = 3
 
     def __init__(self, inplanes, planes, stride=1, rng=None):
         super().__init__()
-        self.conv1 = Conv2d(inplanes, planes, 1, 1, 0, bias=False, rng=rng)
+        self.conv1 = _conv(inplanes, planes, 1, 1, 0, rng)
         self.bn1 = BatchNorm2d(planes)
-        self.conv2 = Conv2d(planes, planes, 3, stride, 1, bias=False, rng=rng)
+        self.conv2 = _conv(planes, planes, 3, stride, 1, rng)
         self.bn2 = BatchNorm2d(planes)
-        self.conv3 = Conv2d(planes, planes * 4, 1, 1, 0, bias=False, rng=rng)
+        self.conv3 = _conv(planes, planes * 4, 1, 1, 0, rng)
         self.bn3 = BatchNorm2d(planes * 4)
         self.downsample = _downsample(inplanes, planes * 4, stride, rng)
 
@@ -190,16 +208,17 @@ class ResNet(Module):
     rng : numpy/CuPy Generator for the random init (default: seeded with 0).
         Init as torchvision: conv weights ~ N(0, 2 / (O·kh·kw)) (Kaiming, fan-out),
         BN weight 1, bias 0. Real use loads ImageNet weights over it.
+    init : bool, False skips the random draws (conv weights stay zero): for loading weights
     """
 
-    def __init__(self, depth=152, rng=None):
+    def __init__(self, depth=152, rng=None, init=True):
         super().__init__()
         depth = arch_depth(depth)
         kind, counts = ARCHS[depth]
         block = BasicBlock if kind == "basic" else Bottleneck
-        g = backend.rng(0) if rng is None else rng
+        g = (backend.rng(0) if rng is None else rng) if init else None
         self.depth = depth
-        self.conv1 = Conv2d(3, 64, 7, 2, 3, bias=False, rng=g)
+        self.conv1 = _conv(3, 64, 7, 2, 3, g)
         self.bn1 = BatchNorm2d(64)
         self.maxpool = MaxPool2d(3, 2, 1)
         inplanes = 64
@@ -210,11 +229,6 @@ class ResNet(Module):
             blocks += [block(inplanes, planes, 1, rng=g) for _ in range(1, n)]
             setattr(self, f"layer{i}", ModuleList(blocks))
         self.out_channels = inplanes                       # C: 512 or 2048
-        for conv, _ in self._conv_bn_pairs():              # Kaiming normal, fan-out (torchvision's init)
-            O, _, kh, kw = conv.weight.data.shape
-            w = g.standard_normal(conv.weight.data.shape, dtype=backend.DEFAULT_FLOAT)  # (O, C, kh, kw)
-            w *= backend.DEFAULT_FLOAT(np.sqrt(2.0 / (O * kh * kw)))
-            conv.weight.data = w
         self._bn_folded = False
         self.eval()                                        # a frozen encoder: eval mode unless asked otherwise
 
@@ -236,15 +250,22 @@ class ResNet(Module):
             raise ValueError(f"ResNet: images must be at least 32×32, got {images.shape[2]}×{images.shape[3]}")
 
     def forward(self, images, keep_cache=True, folded=False):
-        """images (B, 3, Hi, Wi) -> feature map (B, C, Hi/32, Wi/32); keeps caches for :meth:`backward`."""
+        """images (B, 3, Hi, Wi) -> feature map (B, C, Hi/32, Wi/32); keeps caches for :meth:`backward`.
+
+        ``folded=True`` (inference only, after :meth:`fold_bn`) runs the BN-folded
+        convolutions with activations in the GEMM-native (C, B, H, W) layout: one
+        axis swap here at the start and one at the end instead of two per convolution.
+        """
         self._check_images(images)
-        x, m = _relu(_conv_bn(self.conv1, self.bn1, images, keep_cache, folded), keep_cache)  # (B, 64, Hi/2, Wi/2)
-        x = self.maxpool.forward(x, keep_cache)            # (B, 64, Hi/4, Wi/4)
+        xp = backend.get_xp(images)
+        x = xp.ascontiguousarray(images.transpose(1, 0, 2, 3)) if folded else images  # (3, B, Hi, Wi) if folded
+        x, m = _relu(_conv_bn(self.conv1, self.bn1, x, keep_cache, folded), keep_cache)  # 64 channels, Hi/2
+        x = self.maxpool.forward(x, keep_cache)            # Hi/4 (pooling treats the two leading axes alike)
         for blk in self.blocks():
-            x = blk.forward(x, keep_cache, folded)         # layer1 … layer4 -> (B, C, Hi/32, Wi/32)
+            x = blk.forward(x, keep_cache, folded)         # layer1 … layer4 -> C channels, Hi/32
         if keep_cache:
             self._save_cache(m)                            # the stem's ReLU mask
-        return x
+        return xp.ascontiguousarray(x.transpose(1, 0, 2, 3)) if folded else x  # (B, C, Hi/32, Wi/32)
 
     def backward(self, dfmap):
         """dfmap (B, C, Hi/32, Wi/32) -> dimages (B, 3, Hi, Wi); adds every parameter gradient."""
@@ -362,10 +383,11 @@ class ResNet(Module):
         return result
 
 
-def build(depth=152, rng=None) -> ResNet:
-    """A randomly initialised ResNet of ``depth`` (18/34/50/101/152 or ``'resnet152'``), in eval mode.
+def build(depth=152, rng=None, init=True) -> ResNet:
+    """A ResNet of ``depth`` (18/34/50/101/152 or ``'resnet152'``) in eval mode, randomly initialised.
 
     Load weights with ``model.load_state_dict(mapping)`` (torchvision names, NumPy
     arrays), optionally ``model.fold_bn()``, then ``model.features(images)``.
+    ``init=False`` skips the random draws (faster when weights are loaded anyway).
     """
-    return ResNet(depth, rng=rng)
+    return ResNet(depth, rng=rng, init=init)

@@ -44,21 +44,27 @@ class Conv2d(Module):
     bias : bool (torch's default True; ResNet convolutions use False)
     rng : Generator for the init (default: fresh, unseeded, current backend).
         Init as torch: weight and bias ~ U(−1/√fan_in, 1/√fan_in), fan_in = C·kh·kw.
+    init : bool, False leaves zeros (cheap, when weights are loaded over them anyway)
 
     Parameters held: ``weight`` (O, C, kh, kw) float32, ``bias`` (O,) or absent.
     """
 
-    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True, rng=None):
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True, rng=None,
+                 init=True):
         super().__init__()
-        g = backend.rng() if rng is None else rng
         self.in_channels, self.out_channels = int(in_channels), int(out_channels)
         self.kernel_size, self.stride, self.padding = _pair(kernel_size), _pair(stride), _pair(padding)
         kh, kw = self.kernel_size
         bound = 1.0 / math.sqrt(in_channels * kh * kw)
-        f32 = backend.DEFAULT_FLOAT
-        w = (g.random((out_channels, in_channels, kh, kw), dtype=f32) * 2 - 1) * f32(bound)  # (O, C, kh, kw)
+        f32, shape = backend.DEFAULT_FLOAT, (out_channels, in_channels, kh, kw)
+        if init:
+            g = backend.rng() if rng is None else rng
+            w = (g.random(shape, dtype=f32) * 2 - 1) * f32(bound)                 # (O, C, kh, kw)
+            b = (g.random((out_channels,), dtype=f32) * 2 - 1) * f32(bound)       # (O,)
+        else:
+            w, b = backend.xp().zeros(shape, dtype=f32), backend.xp().zeros((out_channels,), dtype=f32)
         self.weight = Parameter(w)
-        self.bias = Parameter((g.random((out_channels,), dtype=f32) * 2 - 1) * f32(bound)) if bias else None
+        self.bias = Parameter(b) if bias else None
         #: ``(weight, bias)`` with a following eval-mode BN merged in, set by ResNet.fold_bn(); not state.
         self.folded = None
 
@@ -71,10 +77,14 @@ class Conv2d(Module):
         return y
 
     def forward_folded(self, x):
-        """Inference with the folded (conv ∘ BN) weights from :attr:`folded`: x (B, C, Hi, Wi) -> (B, O, Ho, Wo)."""
+        """Inference with the folded (conv ∘ BN) weights from :attr:`folded`, no cache.
+
+        x is in the GEMM-native CNHW layout (C, B, Hi, Wi) -> (O, B, Ho, Wo) (see
+        :mod:`minimner.ops.conv2d`); the model swaps axes once at each end.
+        """
         if self.folded is None:
             raise RuntimeError("Conv2d.forward_folded: no folded weights (call fold_bn() on the model first)")
-        return conv2d_forward(x, self.folded[0], self.folded[1], self.stride, self.padding)[0]
+        return conv2d_forward(x, self.folded[0], self.folded[1], self.stride, self.padding, layout="CNHW")[0]
 
     def backward(self, dy):
         """dy (B, O, Ho, Wo) -> dx (B, C, Hi, Wi); adds into ``weight.grad`` / ``bias.grad``."""

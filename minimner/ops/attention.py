@@ -11,8 +11,9 @@ cross-attention of MSCMT (SPEC §4.4), on queries, keys and values that have
     context:      Ctx = concat_h(P̃_h V_h)
 
 The key mask is additive and *finite* (−10000, SPEC §4.5, §3.2 step 9): a row
-whose keys are all padding still gets a well-defined softmax (uniform over the
-padding keys) instead of the NaN that −inf would give. Only keys are masked;
+whose keys are all padding still gets a well-defined softmax (the common −10000
+shift cancels, so it equals the unmasked softmax up to float rounding) instead
+of the NaN that −inf would give. Only keys are masked;
 padded query rows still produce outputs, which later code ignores.
 
 Backward, term by term (``dX`` is ∂L/∂X)::
@@ -30,7 +31,7 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
-from minimner.backend import get_xp
+from minimner.backend import device_of, get_xp
 from minimner.ops.dropout import dropout_backward, dropout_forward
 from minimner.ops.softmax import softmax_backward, softmax_forward
 
@@ -119,6 +120,10 @@ def _validate(q, k, v, mask, num_heads):
         raise ValueError(f"hidden size {q.shape[2]} is not a multiple of num_heads={num_heads}")
     if mask is not None and tuple(mask.shape) != (k.shape[0], k.shape[1]):
         raise ValueError(f"key mask must have shape (B, Lk) = {(k.shape[0], k.shape[1])}; got {tuple(mask.shape)}")
+    devices = {device_of(a) for a in (q, k, v) + (() if mask is None else (mask,))}
+    if len(devices) > 1:  # ops never move data; the caller puts everything on one backend
+        raise ValueError(f"attention inputs live on different backends {sorted(devices)}: q {device_of(q)}, "
+                         f"k {device_of(k)}, v {device_of(v)}, mask {device_of(mask) if mask is not None else None}")
 
 
 def attention_forward(q, k, v, mask, num_heads, dropout_p=0.0, rng=None, training=False):

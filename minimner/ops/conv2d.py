@@ -1,9 +1,9 @@
-"""2-D convolution (cross-correlation, like ``torch.nn.functional.conv2d``) as im2col + GEMM.
+"""2-D convolution (cross-correlation, like ``torch.nn.functional.conv2d``) as im2col + one GEMM.
 
 Dimension legend: B batch, C input channels, O output channels (PyTorch's
 ``out_channels``), Hi×Wi input height/width, kh×kw kernel, Ho×Wo output
 height/width, K = C·kh·kw the length of one unrolled patch, N = Ho·Wo output
-positions. Images are NCHW, weights are PyTorch's (O, C, kh, kw).
+positions per image. Images are NCHW, weights are PyTorch's (O, C, kh, kw).
 
 The maths, with stride s and zero padding p (xp is x padded with p zeros on each
 side of both spatial axes)::
@@ -11,24 +11,36 @@ side of both spatial axes)::
     y[b, o, i, j] = bias[o] + Σ_{c, u, v} w[o, c, u, v] · xp[b, c, s·i + u, s·j + v]
     Ho = (Hi + 2p − kh) // s + 1,   Wo = (Wi + 2p − kw) // s + 1
 
-im2col turns the sum into one matrix product. ``cols[b, (c, u, v), (i, j)]`` holds
-the input value that kernel tap (c, u, v) sees at output position (i, j); then::
+im2col turns the sum into one matrix product for the whole batch. ``cols`` has one
+row per kernel tap (c, u, v) and one column per (image, output position)
+(b, i, j): ``cols[(c, u, v), (b, i, j)]`` is the input value that tap sees there. Then::
 
-    y[b] = W2 @ cols[b]         (O, K) @ (K, N) -> (O, N),   W2 = w.reshape(O, K)
+    y2 = W2 @ cols              (O, K) @ (K, B·N) -> (O, B·N),   W2 = w.reshape(O, K)
 
+and y is y2 with its (O, B) axes swapped back to NCHW (the bias is added in the
+same pass). One big GEMM keeps BLAS efficient even where N is small (7×7 maps).
 ``cols`` is built with kh·kw strided slice copies, one per kernel offset (u, v)
 (every offset contributes a shifted, subsampled copy of the whole input), which
-reads the same on NumPy and CuPy. A 1×1 convolution needs no unrolling at all: its
-patch is the pixel, so ``cols`` is ``x`` itself (subsampled when s > 1).
+reads the same on NumPy and CuPy. A 1×1 convolution needs no unrolling: its patch
+is the pixel, so ``cols`` is just x with the batch moved next to the positions (a
+free view when B = 1).
 
-Backward follows from y = W2 @ cols being linear in both factors::
+Backward follows from y2 = W2 @ cols being linear in both factors::
 
-    dW2       = Σ_b dy[b] @ cols[b]ᵀ     (O, N) @ (N, K) -> (O, K), summed over b
-    dcols[b]  = W2ᵀ @ dy[b]              (K, O) @ (O, N) -> (K, N)
-    dbias     = Σ_{b, i, j} dy
-    dx        = col2im(dcols): each offset's slice of dcols is *added* back where
-                that offset's slice of xp was copied from (overlapping windows sum),
-                then the padding is cut off.
+    dW2    = dy2 @ colsᵀ        (O, B·N) @ (B·N, K) -> (O, K)
+    dcols  = W2ᵀ @ dy2          (K, O) @ (O, B·N)   -> (K, B·N)
+    dbias  = Σ_{b, i, j} dy
+    dx     = col2im(dcols): each offset's slice of dcols is *added* back where that
+             offset's slice of xp was copied from (overlapping windows sum), then the
+             padding is cut off. col2im is the adjoint (transpose) of im2col.
+
+**Layouts.** The GEMM naturally produces (O, B, Ho, Wo), channels first: "CNHW".
+``layout="NCHW"`` (the default, PyTorch's) swaps the first two axes on the way in
+and out, which costs a copy whenever B > 1. ``layout="CNHW"`` takes and returns
+(C, B, Hi, Wi) / (O, B, Ho, Wo) arrays and skips both swaps; ResNet's inference
+path keeps its activations in that layout from the first convolution to the last
+(max-pool, ReLU and the residual sums do not care which of the first two axes is
+the batch), and swaps once at each end.
 
 Groups and dilation are not supported (ResNet uses neither).
 """
@@ -58,60 +70,81 @@ def conv2d_output_size(hi, wi, kh, kw, stride=1, padding=0):
 
 
 class Conv2dCache(NamedTuple):
-    cols: object        # (B, K, N) stored: the unrolled input, needed for dW. Recomputing it
-                        # would cost the same copy again; for a 1×1 stride-1 conv it is a view of x.
+    cols: object        # (K, B·N) stored: the unrolled input, needed for dW. Recomputing it would
+                        # cost the same copy again; for a 1×1 stride-1 conv (CNHW, or B = 1) it is a view of x.
     x_shape: tuple      # (B, C, Hi, Wi): to size dx
     weight: object      # (O, C, kh, kw) stored (a reference): needed for dcols = W2ᵀ dy
     stride: tuple       # (sh, sw)
     padding: tuple      # (ph, pw)
     has_bias: bool      # whether backward returns dbias or None
+    layout: str         # "NCHW" or "CNHW", of x, y and their gradients
 
 
-def _im2col(x, kh, kw, stride, padding):
-    """Unroll the input patches: (B, C, Hi, Wi) -> cols (B, C·kh·kw, Ho·Wo) in x's dtype."""
+_LAYOUTS = ("NCHW", "CNHW")
+
+
+def _im2col(x, kh, kw, stride, padding, layout="NCHW"):
+    """Unroll the input patches: x (B, C, Hi, Wi) [or (C, B, Hi, Wi) for CNHW] -> cols (C·kh·kw, B·Ho·Wo)."""
     xp = get_xp(x)
-    B, C, Hi, Wi = x.shape
+    xc = x.transpose(1, 0, 2, 3) if layout == "NCHW" else x  # (C, B, Hi, Wi) view: the batch joins the positions
+    C, B, Hi, Wi = xc.shape
     (sh, sw), (ph, pw) = stride, padding
     Ho, Wo = conv2d_output_size(Hi, Wi, kh, kw, stride, padding)
-    if kh == kw == 1 and ph == pw == 0:                   # a 1×1 patch is just the pixel
-        xs = x[:, :, ::sh, ::sw] if (sh, sw) != (1, 1) else x  # (B, C, Ho, Wo)
-        return xs.reshape(B, C, Ho * Wo)                   # (B, K=C, N): a view when s = 1, else a copy
+    if kh == kw == 1 and ph == pw == 0:                    # a 1×1 patch is just the pixel
+        xs = xc[:, :, ::sh, ::sw] if (sh, sw) != (1, 1) else xc  # (C, B, Ho, Wo)
+        return xs.reshape(C, B * Ho * Wo)                  # (K=C, B·N): a view for s = 1 and CNHW or B = 1
     if ph or pw:
-        xpad = xp.zeros((B, C, Hi + 2 * ph, Wi + 2 * pw), dtype=x.dtype)  # (B, C, Hi+2p, Wi+2p)
-        xpad[:, :, ph:ph + Hi, pw:pw + Wi] = x
+        xpad = xp.zeros((C, B, Hi + 2 * ph, Wi + 2 * pw), dtype=x.dtype)  # (C, B, Hi+2p, Wi+2p)
+        xpad[:, :, ph:ph + Hi, pw:pw + Wi] = xc            # the padding copy also moves the batch axis
     else:
-        xpad = x
-    cols = xp.empty((B, C, kh, kw, Ho, Wo), dtype=x.dtype)  # cols[b, c, u, v, i, j] = xpad[b, c, s·i+u, s·j+v]
+        xpad = xc
+    cols = xp.empty((C, kh, kw, B, Ho, Wo), dtype=x.dtype)  # cols[c, u, v, b, i, j] = xpad[c, b, s·i+u, s·j+v]
     for u in range(kh):
         for v in range(kw):
             # kernel offset (u, v) sees the input rows u, u+s, …, u+s(Ho−1) and columns v, v+s, …
-            cols[:, :, u, v] = xpad[:, :, u:u + sh * (Ho - 1) + 1:sh, v:v + sw * (Wo - 1) + 1:sw]  # (B, C, Ho, Wo)
-    return cols.reshape(B, C * kh * kw, Ho * Wo)           # (B, K, N), K ordered (c, u, v) like w.reshape(O, K)
+            cols[:, u, v] = xpad[:, :, u:u + sh * (Ho - 1) + 1:sh, v:v + sw * (Wo - 1) + 1:sw]  # (C, B, Ho, Wo)
+    return cols.reshape(C * kh * kw, B * Ho * Wo)          # (K, B·N), K ordered (c, u, v) like w.reshape(O, K)
 
 
-def _col2im(dcols, x_shape, kh, kw, stride, padding):
-    """Adjoint of :func:`_im2col`: scatter-add (B, K, N) patch gradients back to (B, C, Hi, Wi)."""
+def _col2im(dcols, x_shape, kh, kw, stride, padding, layout="NCHW"):
+    """Adjoint of :func:`_im2col`: scatter-add (K, B·N) patch gradients back to (B, C, Hi, Wi) [or CNHW]."""
     xp = get_xp(dcols)
     B, C, Hi, Wi = x_shape
     (sh, sw), (ph, pw) = stride, padding
     Ho, Wo = conv2d_output_size(Hi, Wi, kh, kw, stride, padding)
-    if kh == kw == 1 and ph == pw == 0:
-        d = dcols.reshape(B, C, Ho, Wo)                    # (B, C, Ho, Wo)
-        if (sh, sw) == (1, 1):
-            return d
-        dx = xp.zeros(x_shape, dtype=dcols.dtype)          # (B, C, Hi, Wi): skipped pixels get 0
-        dx[:, :, ::sh, ::sw] = d
-        return dx
-    d6 = dcols.reshape(B, C, kh, kw, Ho, Wo)               # (B, C, kh, kw, Ho, Wo)
-    dxpad = xp.zeros((B, C, Hi + 2 * ph, Wi + 2 * pw), dtype=dcols.dtype)  # (B, C, Hi+2p, Wi+2p)
+    dxc = xp.zeros((C, B, Hi + 2 * ph, Wi + 2 * pw), dtype=dcols.dtype)  # (C, B, Hi+2p, Wi+2p)
+    d6 = dcols.reshape(C, kh, kw, B, Ho, Wo)               # (C, kh, kw, B, Ho, Wo)
     for u in range(kh):
         for v in range(kw):
-            # undo "cols[:, :, u, v] = xpad[slice]": overlapping windows add up
-            dxpad[:, :, u:u + sh * (Ho - 1) + 1:sh, v:v + sw * (Wo - 1) + 1:sw] += d6[:, :, u, v]
-    return xp.ascontiguousarray(dxpad[:, :, ph:ph + Hi, pw:pw + Wi])  # (B, C, Hi, Wi): drop the padding
+            # undo "cols[:, u, v] = xpad[slice]": overlapping windows add up (skipped pixels stay 0)
+            dxc[:, :, u:u + sh * (Ho - 1) + 1:sh, v:v + sw * (Wo - 1) + 1:sw] += d6[:, u, v]
+    dx = dxc[:, :, ph:ph + Hi, pw:pw + Wi]                 # (C, B, Hi, Wi) view: drop the padding
+    return xp.ascontiguousarray(dx.transpose(1, 0, 2, 3) if layout == "NCHW" else dx)
 
 
-def conv2d_forward(x, weight, bias=None, stride=1, padding=0):
+def _to_layout(y2, B, Ho, Wo, bias, layout):
+    """(O, B·N) GEMM output -> (B, O, Ho, Wo) contiguous [or (O, B, Ho, Wo)], adding the bias on the way."""
+    xp = get_xp(y2)
+    O = y2.shape[0]
+    if layout == "CNHW":                                   # the GEMM's own layout: nothing to move
+        y = y2.reshape(O, B, Ho, Wo)                       # (O, B, Ho, Wo) view
+        if bias is not None:
+            y += bias[:, None, None, None]                 # in place: y2 is fresh
+        return y
+    y4 = y2.reshape(O, B, Ho, Wo).transpose(1, 0, 2, 3)   # (B, O, Ho, Wo) view
+    if B == 1:                                             # the swap is free: y2 already is NCHW
+        if bias is not None:
+            y4 += bias[:, None, None]                      # in place: y2 is fresh
+        return y4
+    y = xp.empty((B, O, Ho, Wo), dtype=y2.dtype)           # (B, O, Ho, Wo)
+    if bias is None:
+        y[...] = y4
+    else:
+        xp.add(y4, bias[:, None, None], out=y)             # (B, O, Ho, Wo) + (O, 1, 1): layout change + bias
+    return y
+
+
+def conv2d_forward(x, weight, bias=None, stride=1, padding=0, layout="NCHW"):
     """2-D convolution ``y = W ⋆ x + b`` (cross-correlation, PyTorch semantics), im2col + GEMM.
 
     Parameters
@@ -121,10 +154,11 @@ def conv2d_forward(x, weight, bias=None, stride=1, padding=0):
     bias : array (O,) or None
     stride, padding : int or (int, int)
         Stride and symmetric zero padding, per spatial axis.
+    layout : ``"NCHW"`` (default) or ``"CNHW"``: x is then (C, B, Hi, Wi) and y (O, B, Ho, Wo)
 
     Returns
     -------
-    y : array (B, O, Ho, Wo), dtype of ``x``
+    y : array (B, O, Ho, Wo) [CNHW: (O, B, Ho, Wo)], dtype of ``x``
     cache : Conv2dCache
 
     Raises
@@ -133,8 +167,12 @@ def conv2d_forward(x, weight, bias=None, stride=1, padding=0):
         for wrong ranks, a channel mismatch, a dtype mismatch, a mis-shaped bias, or
         a kernel larger than the padded input; the message gives both shapes.
     """
-    if x.ndim != 4 or weight.ndim != 4 or x.shape[1] != weight.shape[1]:
-        raise ValueError(f"conv2d_forward: expected x (B, C, Hi, Wi) and weight (O, C, kh, kw) with the same C, "
+    if layout not in _LAYOUTS:
+        raise ValueError(f"conv2d_forward: layout must be 'NCHW' or 'CNHW', got {layout!r}")
+    c_axis = 1 if layout == "NCHW" else 0
+    if x.ndim != 4 or weight.ndim != 4 or x.shape[c_axis] != weight.shape[1]:
+        want = "(B, C, Hi, Wi)" if layout == "NCHW" else "(C, B, Hi, Wi)"
+        raise ValueError(f"conv2d_forward: expected x {want} and weight (O, C, kh, kw) with the same C, "
                          f"got x {tuple(x.shape)} and weight {tuple(weight.shape)}")
     if x.dtype != weight.dtype:
         raise ValueError(f"conv2d_forward: x is {x.dtype} but weight is {weight.dtype}; cast one of them")
@@ -142,15 +180,14 @@ def conv2d_forward(x, weight, bias=None, stride=1, padding=0):
     if bias is not None and tuple(bias.shape) != (O,):
         raise ValueError(f"conv2d_forward: bias has shape {tuple(bias.shape)}, expected ({O},)")
     stride, padding = _pair(stride, "stride"), _pair(padding, "padding")
-    B, _, Hi, Wi = x.shape
+    B, Hi, Wi = x.shape[1 - c_axis], x.shape[2], x.shape[3]
     Ho, Wo = conv2d_output_size(Hi, Wi, kh, kw, stride, padding)
     if Ho < 1 or Wo < 1:
         raise ValueError(f"conv2d_forward: kernel {kh}×{kw} does not fit input {Hi}×{Wi} with padding {padding}")
-    cols = _im2col(x, kh, kw, stride, padding)             # (B, K, N)
-    y = weight.reshape(O, C * kh * kw) @ cols              # (O, K) @ (B, K, N) -> (B, O, N)
-    if bias is not None:
-        y += bias[:, None]                                 # (B, O, N) + (O, 1): y is fresh, in place is safe
-    return y.reshape(B, O, Ho, Wo), Conv2dCache(cols, tuple(x.shape), weight, stride, padding, bias is not None)
+    cols = _im2col(x, kh, kw, stride, padding, layout)     # (K, B·N)
+    y2 = weight.reshape(O, C * kh * kw) @ cols             # (O, K) @ (K, B·N) -> (O, B·N): one GEMM
+    y = _to_layout(y2, B, Ho, Wo, bias, layout)            # (B, O, Ho, Wo) [CNHW: (O, B, Ho, Wo)]
+    return y, Conv2dCache(cols, (B, C, Hi, Wi), weight, stride, padding, bias is not None, layout)
 
 
 def conv2d_backward(dy, cache):
@@ -158,24 +195,24 @@ def conv2d_backward(dy, cache):
 
     Parameters
     ----------
-    dy : array (B, O, Ho, Wo), upstream gradient
+    dy : array (B, O, Ho, Wo) [CNHW: (O, B, Ho, Wo)], upstream gradient
     cache : Conv2dCache from the forward call
 
     Returns
     -------
-    dx : array (B, C, Hi, Wi)
+    dx : array (B, C, Hi, Wi) [CNHW: (C, B, Hi, Wi)]
     dweight : array (O, C, kh, kw)
     dbias : array (O,) or None when the forward had no bias
     """
-    cols, x_shape, weight, stride, padding, has_bias = cache
+    cols, x_shape, weight, stride, padding, has_bias, layout = cache
     xp = get_xp(dy)
     O, C, kh, kw = weight.shape
-    B = dy.shape[0]
-    dy2 = dy.reshape(B, O, -1)                             # (B, O, N)
-    # y = W2 @ cols  =>  dW2 = Σ_b dy[b] @ cols[b]ᵀ: contract over the batch and the positions at once
-    dw = xp.tensordot(dy2, cols, axes=([0, 2], [0, 2]))    # (B, O, N) · (B, K, N) -> (O, K)
-    # y = W2 @ cols  =>  dcols = W2ᵀ @ dy
-    dcols = weight.reshape(O, C * kh * kw).T @ dy2         # (K, O) @ (B, O, N) -> (B, K, N)
-    dx = _col2im(dcols, x_shape, kh, kw, stride, padding)  # (B, C, Hi, Wi)
-    db = dy2.sum(axis=(0, 2)) if has_bias else None        # (O,): y = … + bias[o] at every (b, i, j)
+    dyc = dy.transpose(1, 0, 2, 3) if layout == "NCHW" else dy  # (O, B, Ho, Wo): undo the final swap
+    dy2 = xp.ascontiguousarray(dyc).reshape(O, -1)         # (O, B·N)
+    # y2 = W2 @ cols  =>  dW2 = dy2 @ colsᵀ, summing over every image and position at once
+    dw = dy2 @ cols.T                                      # (O, B·N) @ (B·N, K) -> (O, K)
+    # y2 = W2 @ cols  =>  dcols = W2ᵀ @ dy2
+    dcols = weight.reshape(O, C * kh * kw).T @ dy2         # (K, O) @ (O, B·N) -> (K, B·N)
+    dx = _col2im(dcols, x_shape, kh, kw, stride, padding, layout)  # (B, C, Hi, Wi) [CNHW: (C, B, Hi, Wi)]
+    db = dy2.sum(axis=1) if has_bias else None             # (O,): y = … + bias[o] at every (b, i, j)
     return dx, dw.reshape(weight.shape), db

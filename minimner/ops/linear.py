@@ -49,9 +49,12 @@ def linear_forward(x, weight, bias=None):
                          f"to match weight of shape {tuple(weight.shape)} (Out, In)")
     if bias is not None and tuple(bias.shape) != (weight.shape[0],):
         raise ValueError(f"linear_forward: bias has shape {tuple(bias.shape)}, expected ({weight.shape[0]},)")
-    y = x @ weight.T                                       # (..., In) @ (In, Out) -> (..., Out)
+    # One 2-D GEMM on the flattened rows: a batched (B, T, In) @ (In, Out) matmul is
+    # dispatched as B small GEMMs by NumPy, measured ~1.7x slower at (24, 64, 384).
+    x2 = x.reshape(-1, x.shape[-1])                        # (..., In) -> (N, In)
+    y = (x2 @ weight.T).reshape(*x.shape[:-1], weight.shape[0])  # (N, In) @ (In, Out) -> (..., Out)
     if bias is not None:
-        y = y + bias                                       # (..., Out) + (Out,) -> (..., Out)
+        y += bias                                          # (..., Out) + (Out,), in place on a fresh array
     return y, LinearCache(x, weight, bias is not None)
 
 
@@ -74,7 +77,7 @@ def linear_backward(dy, cache):
     n_in, n_out = weight.shape[1], weight.shape[0]
     x2 = x.reshape(-1, n_in)                               # (..., In) -> (N, In)
     dy2 = dy.reshape(-1, n_out)                            # (..., Out) -> (N, Out)
-    dx = dy @ weight                                       # (..., Out) @ (Out, In) -> (..., In)
+    dx = (dy2 @ weight).reshape(*dy.shape[:-1], n_in)      # (N, Out) @ (Out, In) -> (..., In)
     dweight = dy2.T @ x2                                   # (Out, N) @ (N, In) -> (Out, In)
     dbias = xp.sum(dy2, axis=0) if has_bias else None      # (N, Out) -> (Out,)
     return dx, dweight, dbias

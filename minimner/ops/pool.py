@@ -36,12 +36,24 @@ def _pair(v):
 
 # ---------------------------------------------------------------------------------- max pool
 class MaxPool2dCache(NamedTuple):
-    argmax: object      # (B, C, Ho, Wo) int8/int32: the winning window offset u·kw + v (stored; 1 byte each
-                        # for windows up to 127 taps, far smaller than keeping x)
-    x_shape: tuple      # (B, C, Hi, Wi)
+    x: object           # (B, C, Hi, Wi) stored (a reference to the input) and
+    y: object           # (B, C, Ho, Wo) stored (a reference to the output): backward recomputes which
+                        # entry won each window from them, so the forward stays a plain running max
+                        # (all that inference needs) and no index array is kept
     kernel: tuple       # (kh, kw)
     stride: tuple       # (sh, sw)
     padding: tuple      # (ph, pw)
+
+
+def _pad_neg_inf(x, ph, pw):
+    """x padded with −∞ (never wins a max): (B, C, Hi, Wi) -> (B, C, Hi+2p, Wi+2p)."""
+    if not (ph or pw):
+        return x
+    xp = get_xp(x)
+    B, C, Hi, Wi = x.shape
+    xpad = xp.full((B, C, Hi + 2 * ph, Wi + 2 * pw), -xp.inf, dtype=x.dtype)  # (B, C, Hi+2p, Wi+2p)
+    xpad[:, :, ph:ph + Hi, pw:pw + Wi] = x
+    return xpad
 
 
 def maxpool2d_forward(x, kernel_size=3, stride=None, padding=0):
@@ -76,27 +88,23 @@ def maxpool2d_forward(x, kernel_size=3, stride=None, padding=0):
     Ho, Wo = (Hi + 2 * ph - kh) // sh + 1, (Wi + 2 * pw - kw) // sw + 1
     if Ho < 1 or Wo < 1:
         raise ValueError(f"maxpool2d_forward: window {kh}×{kw} does not fit input {Hi}×{Wi} with padding {(ph, pw)}")
-    if ph or pw:
-        xpad = xp.full((B, C, Hi + 2 * ph, Wi + 2 * pw), -xp.inf, dtype=x.dtype)  # (B, C, Hi+2p, Wi+2p)
-        xpad[:, :, ph:ph + Hi, pw:pw + Wi] = x
-    else:
-        xpad = x
+    xpad = _pad_neg_inf(x, ph, pw)                         # (B, C, Hi+2p, Wi+2p)
     y = xp.empty((B, C, Ho, Wo), dtype=x.dtype)            # running max over the window offsets
-    argmax = xp.zeros((B, C, Ho, Wo), dtype=xp.int8 if kh * kw < 128 else xp.int32)
     for u in range(kh):
         for v in range(kw):
             cand = xpad[:, :, u:u + sh * (Ho - 1) + 1:sh, v:v + sw * (Wo - 1) + 1:sw]  # (B, C, Ho, Wo)
             if u == 0 and v == 0:
                 y[...] = cand
-                continue
-            better = cand > y                              # strict: an equal later value never wins a tie
-            xp.copyto(y, cand, where=better)
-            xp.copyto(argmax, argmax.dtype.type(u * kw + v), where=better)  # (B, C, Ho, Wo)
-    return y, MaxPool2dCache(argmax, tuple(x.shape), (kh, kw), (sh, sw), (ph, pw))
+            else:
+                xp.maximum(y, cand, out=y)
+    return y, MaxPool2dCache(x, y, (kh, kw), (sh, sw), (ph, pw))
 
 
 def maxpool2d_backward(dy, cache):
     """Gradient of :func:`maxpool2d_forward`: route each dy to its window's winner.
+
+    The winner is recomputed: scanning the offsets in row-major order, the first
+    entry equal to the window's max wins (so ties go to the top-left-most one).
 
     Parameters
     ----------
@@ -109,15 +117,20 @@ def maxpool2d_backward(dy, cache):
         several overlapping windows get the sum.
     """
     xp = get_xp(dy)
-    argmax, (B, C, Hi, Wi), (kh, kw), (sh, sw), (ph, pw) = cache
+    x, y, (kh, kw), (sh, sw), (ph, pw) = cache
+    B, C, Hi, Wi = x.shape
     Ho, Wo = dy.shape[2:]
-    dxpad = xp.zeros((B, C, Hi + 2 * ph, Wi + 2 * pw), dtype=dy.dtype)  # (B, C, Hi+2p, Wi+2p)
+    xpad = _pad_neg_inf(x, ph, pw)                         # (B, C, Hi+2p, Wi+2p)
+    dxpad = xp.zeros(xpad.shape, dtype=dy.dtype)           # (B, C, Hi+2p, Wi+2p)
+    taken = xp.zeros((B, C, Ho, Wo), dtype=bool)           # windows whose winner is already found
     zero = dy.dtype.type(0)
     for u in range(kh):
         for v in range(kw):
-            # the entries of window offset (u, v) that won receive dy; windows overlap, so add
-            dxpad[:, :, u:u + sh * (Ho - 1) + 1:sh, v:v + sw * (Wo - 1) + 1:sw] += xp.where(
-                argmax == u * kw + v, dy, zero)            # (B, C, Ho, Wo)
+            rows, cols = slice(u, u + sh * (Ho - 1) + 1, sh), slice(v, v + sw * (Wo - 1) + 1, sw)
+            wins = (xpad[:, :, rows, cols] == y) & ~taken  # (B, C, Ho, Wo): first offset equal to the max
+            taken |= wins
+            # the winners of offset (u, v) receive dy; windows overlap, so add
+            dxpad[:, :, rows, cols] += xp.where(wins, dy, zero)
     return xp.ascontiguousarray(dxpad[:, :, ph:ph + Hi, pw:pw + Wi])  # (B, C, Hi, Wi): drop the padding
 
 

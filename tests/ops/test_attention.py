@@ -78,8 +78,8 @@ def test_backends_agree(rng):
     np.testing.assert_allclose(backend.asnumpy(p), ref_p, rtol=1e-5, atol=1e-6)
 
 
-def test_all_padding_row_is_uniform_and_finite(rng):
-    """SPEC §3.2 step 9: with the finite −10000 an all-padding key row attends uniformly, never NaN."""
+def test_all_padding_row_cancels_the_shift_and_is_finite(rng):
+    """SPEC §3.2 step 9: with the finite −10000 an all-padding key row is the unmasked softmax, never NaN."""
     q, k, v = _inputs(rng, 2, 3, 4, 4, np.float32)
     mask = _mask([4, 0], 4)
     ctx, probs, _ = attention_forward(q, k, v, mask, 2)
@@ -125,7 +125,8 @@ def test_errors_are_clear(rng, bad):
 
 
 # ------------------------------------------------------------------ properties
-shapes = st.tuples(st.integers(1, 3), st.integers(1, 6), st.integers(1, 6), st.sampled_from([(1, 4), (2, 4), (4, 8), (2, 16)]),
+shapes = st.tuples(st.integers(1, 3), st.integers(1, 6), st.integers(1, 6),      # B, Lq, Lk
+                   st.sampled_from([(1, 4), (2, 4), (4, 8), (2, 16)]),            # (H, C)
                    st.integers(0, 2**31 - 1))
 
 

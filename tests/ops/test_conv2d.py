@@ -82,6 +82,27 @@ def test_conv2d_float32_shapes_and_reference(B, C, O, k, s, p, H, W, seed):
     assert dx.shape == x.shape and dw.shape == w.shape
 
 
+@pytest.mark.parametrize("kernel,stride,padding,hw", CONFIGS)
+def test_conv2d_cnhw_layout_is_nchw_with_the_first_axes_swapped(rng, kernel, stride, padding, hw):
+    x = rng.standard_normal((2, 3) + hw)
+    w = rng.standard_normal((4, 3) + kernel)
+    b = rng.standard_normal(4)
+    y, cache = conv2d_forward(x, w, b, stride, padding)
+    yc, cache_c = conv2d_forward(np.ascontiguousarray(x.transpose(1, 0, 2, 3)), w, b, stride, padding, layout="CNHW")
+    np.testing.assert_allclose(yc, y.transpose(1, 0, 2, 3), rtol=1e-12, atol=1e-12)
+    dy = rng.standard_normal(y.shape)
+    dx, dw, db = conv2d_backward(dy, cache)
+    dxc, dwc, dbc = conv2d_backward(np.ascontiguousarray(dy.transpose(1, 0, 2, 3)), cache_c)
+    np.testing.assert_allclose(dxc, dx.transpose(1, 0, 2, 3), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(dwc, dw, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(dbc, db, rtol=1e-12, atol=1e-12)
+    # and the CNHW pair is gradient-checked on its own
+    x_c, dy_c = np.ascontiguousarray(x.transpose(1, 0, 2, 3)), np.ascontiguousarray(dy.transpose(1, 0, 2, 3))
+    errs = check_grads(lambda: float((conv2d_forward(x_c, w, b, stride, padding, layout="CNHW")[0] * dy_c).sum()),
+                       {"x": x_c, "weight": w, "bias": b}, {"x": dxc, "weight": dwc, "bias": dbc})
+    assert max(errs.values()) <= 1e-6
+
+
 def test_conv2d_batched_equals_per_example(rng):
     x = rng.standard_normal((3, 2, 6, 6)).astype(np.float32)
     w = rng.standard_normal((5, 2, 3, 3)).astype(np.float32)
@@ -102,6 +123,10 @@ def test_conv2d_validation():
         conv2d_forward(x, np.zeros((4, 3, 7, 7), np.float32))
     with pytest.raises(ValueError, match="stride must be"):
         conv2d_forward(x, np.zeros((4, 3, 3, 3), np.float32), stride=(1, 2, 3))
+    with pytest.raises(ValueError, match="layout must be"):
+        conv2d_forward(x, np.zeros((4, 3, 3, 3), np.float32), layout="NHWC")
+    with pytest.raises(ValueError, match=r"expected x \(C, B, Hi, Wi\)"):
+        conv2d_forward(x, np.zeros((4, 3, 3, 3), np.float32), layout="CNHW")
 
 
 @pytest.mark.parity

