@@ -48,7 +48,7 @@ import numpy as np  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from minimner.checkpoint import atomic_write_text  # noqa: E402
+from minimner.atomic import write_text_atomic  # noqa: E402
 from minimner.nn.attention import BertLayer  # noqa: E402
 
 
@@ -288,8 +288,8 @@ def main(argv=None) -> int:
     print(text)
     if not args.no_write:
         args.out.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(args.out / "transformer_layer.json", json.dumps(result, indent=2) + "\n")
-        atomic_write_text(args.out / "transformer_layer.md", text)
+        write_text_atomic(args.out / "transformer_layer.json", json.dumps(result, indent=2) + "\n")
+        write_text_atomic(args.out / "transformer_layer.md", text)
     return 0
 
 

@@ -13,55 +13,15 @@ Layout of the archive (every entry a plain array; loaded with ``allow_pickle=Fal
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Mapping
 
 import numpy as np
 
 from minimner import backend
+from minimner.atomic import write_npz_atomic
 
 FORMAT_VERSION = 1
-
-
-def atomic_write_bytes(path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same folder + ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_write_text(path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def atomic_save_npz(path, arrays: Mapping[str, object]) -> None:
-    """``np.savez`` to a temporary file, fsync, then ``os.replace`` onto ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp.npz", dir=str(path.parent))
-    os.close(fd)
-    try:
-        with open(tmp, "wb") as f:
-            np.savez(f, **{k: backend.asnumpy(v) for k, v in arrays.items()})
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def save_checkpoint(path, model_state: Mapping[str, object], meta: dict,
@@ -72,7 +32,7 @@ def save_checkpoint(path, model_state: Mapping[str, object], meta: dict,
         arrays[f"optim/{k}"] = v
     meta = dict(meta, format_version=FORMAT_VERSION)
     arrays["__meta__"] = np.frombuffer(json.dumps(meta, sort_keys=True).encode("utf-8"), dtype=np.uint8)
-    atomic_save_npz(path, arrays)
+    write_npz_atomic(path, {k: backend.asnumpy(v) for k, v in arrays.items()})
 
 
 def load_checkpoint(path):

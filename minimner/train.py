@@ -35,7 +35,8 @@ from pathlib import Path
 import numpy as np
 
 from minimner import backend
-from minimner.checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
+from minimner.atomic import write_text_atomic
+from minimner.checkpoint import load_checkpoint, save_checkpoint
 
 __all__ = ["TrainConfig", "train", "load_run", "evaluate_examples", "predict_sentences"]
 
@@ -109,8 +110,8 @@ def _export_bert_files(src: Path, dst: Path, bert_config: dict) -> None:
     if "tokenizer.json" not in texts and "vocab.txt" not in texts:
         raise FileNotFoundError(f"{src}: carries no tokenizer.json or vocab.txt")
     for name, text in texts.items():
-        atomic_write_text(dst / name, text)
-    atomic_write_text(dst / "config.json", json.dumps(bert_config, indent=2))
+        write_text_atomic(dst / name, text)
+    write_text_atomic(dst / "config.json", json.dumps(bert_config, indent=2))
 
 
 def _machine() -> dict:
@@ -253,14 +254,14 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log=pri
         state = meta["train_state"]
         log(f"resuming {out} after epoch {state['epoch']} (step {state['step']})")
     if not run_json.exists():
-        atomic_write_text(run_json, json.dumps({
+        write_text_atomic(run_json, json.dumps({
             "config": dataclasses.asdict(cfg), "bert_source": str(bert_src), "bert_config": bert_config,
             "num_tags": NUM_TAGS, "machine": _machine(), "train_sentences": len(train_s),
             "dev_sentences": len(dev_s), "steps_per_epoch": steps_per_epoch, "total_steps": total}, indent=2))
     metrics_path = out / "metrics.jsonl"
     # Keep only the epochs that the resumed state has seen (a crash may have logged one more).
     lines = [json.dumps(h, sort_keys=True) for h in state["history"]]
-    atomic_write_text(metrics_path, "".join(ln + "\n" for ln in lines))
+    write_text_atomic(metrics_path, "".join(ln + "\n" for ln in lines))
 
     from minimner.data.batching import iterate_batches
 
@@ -319,7 +320,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log=pri
                "steps": state["step"], "seed": cfg.seed, "wall_seconds": round(time.time() - t_start, 1),
                "seconds_per_epoch": (float(np.mean([h["train_seconds"] for h in state["history"]]))
                                      if state["history"] else None)}
-    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2))
+    write_text_atomic(out / "summary.json", json.dumps(summary, indent=2))
     return summary
 
 

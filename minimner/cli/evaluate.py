@@ -21,7 +21,7 @@ def run(args) -> int:
     import json
     from pathlib import Path
 
-    from minimner.checkpoint import atomic_write_text
+    from minimner.atomic import write_text_atomic
     from minimner.data.batching import encode_sentences
     from minimner.data.conll import read_conll, write_conll
     from minimner.metrics import format_table
@@ -38,7 +38,7 @@ def run(args) -> int:
                                      desc=args.split, progress=not args.no_progress)
     run_dir = Path(args.run)
     result = {"split": args.split, "file": str(path), "constrained": not args.unconstrained, **scores}
-    atomic_write_text(run_dir / f"eval-{args.split}.json", json.dumps(result, indent=2))
+    write_text_atomic(run_dir / f"eval-{args.split}.json", json.dumps(result, indent=2))
     write_conll(run_dir / f"pred-{args.split}.txt", sents, tags=pred)
     if args.json:
         print(json.dumps(result))

@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 import time
 from collections import OrderedDict
 from pathlib import Path
@@ -32,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from minimner import backend
+from minimner.atomic import write_json_atomic, write_npy_atomic
 
 SPLITS = ("train", "valid", "test")
 _EXTS = (".jpg", ".jpeg", ".png", ".JPG", ".JPEG", ".PNG")
@@ -87,30 +86,6 @@ def image_path(folder: Path, image_id: str) -> Path:
     return first
 
 
-def _save_npy_atomic(path: Path, array: np.ndarray, mode: int = 0o644) -> None:
-    """np.save into a temp file beside ``path``, then rename: a ``.npy`` that exists is complete."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=str(path.parent))
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, array, allow_pickle=False)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, mode)                                # mkstemp makes 0600
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
-def _write_json_atomic(path: Path, obj) -> None:
-    from minimner.convert.io import write_json_atomic
-
-    write_json_atomic(path, obj)
-
-
 # ----------------------------------------------------------------------------- command
 def _settings(args, depth, splits) -> dict:
     from minimner.convert.io import sha256_file
@@ -160,7 +135,7 @@ def run(args) -> int:
             raise CLIError(f"{out} holds features made with other settings ({', '.join(diff)}); "
                            "use a new --out folder")
         settings["transforms"] = {**old.get("transforms", {}), **settings["transforms"]}
-    _write_json_atomic(settings_path, settings)
+    write_json_atomic(settings_path, settings)
 
     log = logging.getLogger("minimner.vision")
     handler = logging.FileHandler(out / "features.log", encoding="utf-8")
@@ -169,9 +144,6 @@ def run(args) -> int:
     old_level = log.level
     log.setLevel(logging.INFO)
     dtype = np.dtype(args.dtype)
-    umask = os.umask(0)
-    os.umask(umask)
-    file_mode = 0o666 & ~umask                             # the permissions a plain open() would give
 
     model = load_model(args.weights, depth)
     if backend.get_backend() == "cupy":
@@ -203,7 +175,7 @@ def run(args) -> int:
                     x = backend.asarray(batch[present], backend=backend.get_backend())  # (b, 3, S, S)
                     grid = backend.asnumpy(ResNet.regions(model.features(x)))          # (b, R, C)
                     for i, g in zip([i for i, p in zip(chunk, present) if p], grid):
-                        _save_npy_atomic(folder / f"{i}.npy", np.ascontiguousarray(g, dtype=dtype), file_mode)
+                        write_npy_atomic(folder / f"{i}.npy", np.ascontiguousarray(g, dtype=dtype))
                         info["written"] += 1
                 bar.update(len(chunk))
             bar.close()
@@ -213,7 +185,7 @@ def run(args) -> int:
     finally:
         summary["seconds"] = round(time.time() - start, 1)
         summary["complete"] = all("done" in summary["splits"].get(s, {}) for s in splits)
-        _write_json_atomic(out / "summary.json", summary)
+        write_json_atomic(out / "summary.json", summary)
         log.removeHandler(handler)
         log.setLevel(old_level)
         handler.close()

@@ -39,15 +39,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import tempfile
 import zipfile
 from collections import OrderedDict
 from pathlib import Path
-from typing import Callable, Iterable, Mapping, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
+
+from minimner.atomic import write_json_atomic, write_npz_atomic  # noqa: F401 (re-exported)
 
 __all__ = [
     "MANIFEST_FORMAT_VERSION", "META_PREFIX", "sha256_file", "sha256_array",
@@ -234,60 +234,7 @@ def read_weights(path) -> "OrderedDict[str, np.ndarray]":
 
 
 # ----------------------------------------------------------------------------- writers
-def _atomic_write(path, write: Callable[[object], None], mode: str) -> Path:
-    """Call ``write(fileobj)`` on a temp file beside ``path``, then ``os.replace`` it into place."""
-    dst = Path(path)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.tmp-", dir=str(dst.parent))
-    try:
-        with os.fdopen(fd, mode) as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
-        os.replace(tmp, dst)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    return dst
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def write_npz_atomic(path, arrays: Mapping[str, np.ndarray], compress: bool = False) -> Path:
-    """Write ``arrays`` to ``path`` as a ``.npz`` atomically (no pickled objects allowed).
-
-    Raises
-    ------
-    ValueError
-        if ``path`` does not end in ``.npz`` or an array has dtype ``object``.
-    """
-    dst = Path(path)
-    if dst.suffix != ".npz":
-        raise ValueError(f"{dst}: output must end in .npz")
-    plain = OrderedDict()
-    for name, a in arrays.items():
-        a = np.asarray(a)
-        if a.dtype == object:
-            raise ValueError(f"array {name!r} has dtype object; only numeric/text arrays are written")
-        plain[name] = a
-    saver = np.savez_compressed if compress else np.savez
-    return _atomic_write(dst, lambda f: saver(f, **plain), "wb")
-
-
-def write_json_atomic(path, obj) -> Path:
-    """Write ``obj`` as indented JSON (trailing newline) atomically; short number lists stay on one line."""
-    text = json.dumps(obj, indent=2, sort_keys=False)
-    text = re.sub(r"\[\s*([-\d.eE+,\s]*?)\s*\]",  # [\n 30522,\n 384\n] -> [30522, 384]
-                  lambda m: "[" + ", ".join(m.group(1).replace(",", " ").split()) + "]", text) + "\n"
-    return _atomic_write(path, lambda f: f.write(text), "w")
+# write_npz_atomic / write_json_atomic live in minimner.atomic (re-exported above).
 
 
 def make_manifest(source, arrays: Mapping[str, np.ndarray], source_sha256: str | None = None,

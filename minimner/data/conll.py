@@ -33,12 +33,11 @@ tweet per line, optional ``IMGID:`` lines) for prediction, and
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from minimner.atomic import write_text_atomic
 from minimner.data.labels import normalise_tag, validate_tag
 
 __all__ = ["Sentence", "DataFormatError", "read_conll", "write_conll", "read_text", "read_released_output",
@@ -255,25 +254,7 @@ def write_conll(path, sentences: Iterable[Sentence], tags: Sequence[Sequence[str
     text = "".join(parts)
     if text.startswith("\ufeff"):
         raise ValueError("sentence 0: first word starts with a byte-order mark, which reading strips")
-    _atomic_write_text(Path(path), text)
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    """Write UTF-8 text to a temporary file next to ``path`` and move it into place."""
-    folder = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(text.encode("utf-8"))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    write_text_atomic(path, text, mkdir=False)
 
 
 def read_text(path, *, require_image_id: bool = False) -> list[Sentence]:

@@ -77,8 +77,9 @@ def softmax_forward(x, axis=-1):
     cache : SoftmaxCache
     """
     xp = get_xp(x)
-    e = xp.exp(x - _safe_max(x, axis))                     # (...) in [0, 1]
-    y = e / xp.sum(e, axis=axis, keepdims=True)            # (...) / (..., 1, ...) -> (...)
+    y = x - _safe_max(x, axis)                             # (...) ≤ 0 (a fresh array: safe to overwrite)
+    xp.exp(y, out=y)                                       # (...) in [0, 1], in place
+    y /= xp.sum(y, axis=axis, keepdims=True)               # (...) / (..., 1, ...) -> (...)
     return y, SoftmaxCache(y, axis)
 
 
@@ -86,7 +87,10 @@ def softmax_backward(dy, cache):
     """``dx = y * (dy - sum(dy * y, axis))`` (the softmax Jacobian diag(y) - y yᵀ applied to dy)."""
     y, axis = cache
     xp = get_xp(dy)
-    return y * (dy - xp.sum(dy * y, axis=axis, keepdims=True))   # (...) - (..., 1, ...) -> (...)
+    dx = dy * y                                                  # (...)
+    s = xp.sum(dx, axis=axis, keepdims=True)                     # (..., 1, ...) Σ_j dy_j y_j
+    dx -= y * s                                                  # y ⊙ dy − y Σ(dy ⊙ y)
+    return dx
 
 
 def log_softmax_forward(x, axis=-1):
