@@ -14,10 +14,27 @@ Protocol (SPEC §8):
 * every run records its seed and configuration (``run.json``) and one JSON line
   per epoch (``metrics.jsonl``).
 
+Semantic augmentation (SPEC §2, ``TrainConfig.aug``): ``none`` (the default) is the
+plain BERT-CRF, unchanged. With ``add`` / ``gate`` / ``embed`` the augmentation
+table is built (or read from its cache) for the words of the data folder's
+``train``, ``valid`` and, when present, ``test`` files (only the words are read,
+never the tags; a table row depends only on its word and the lexicon, so the test
+words change nothing in training and only spare evaluation the OOV fallback) with the
+lexicon ``cfg.lexicon`` (default: the converted GloVe 6B 50-d), saved into the run
+as ``augment.npz`` and fused into the tagger (:mod:`minimner.models.text_crf`).
+:func:`load_run` rebuilds the same fusion and reads the same table back, so a run
+folder never needs the lexicon again. At prediction time a word missing from the
+saved table gets the table's deterministic out-of-vocabulary vector (seeded per
+word type, :func:`minimner.lexicon.augment.oov_vector`), *even if the lexicon knows
+it*; to give new in-lexicon words their neighbour vectors, rebuild the table with
+the lexicon for the new vocabulary (:func:`minimner.lexicon.augment.load_or_build_table`)
+and assign it to ``model.aug_table``.
+
 Run-folder layout::
 
-    RUN/run.json        configuration, label set, seed, BERT config, versions
+    RUN/run.json        configuration, label set, seed, BERT config, augmentation settings, versions
     RUN/bert/           the tokenizer files and BERT config.json (self-contained run)
+    RUN/augment.npz     the augmentation table used (only when aug is not ``none``)
     RUN/best.npz        best-on-dev weights      RUN/last.npz   resumable state
     RUN/metrics.jsonl   one line per epoch       RUN/eval-<split>.json  evaluate's result
 """
@@ -65,6 +82,13 @@ class TrainConfig:
     limit: int = 0                      # use only the first N train/dev sentences (0 = all; tests/demos)
     max_steps: int = 0                  # stop after N optimiser steps (0 = no limit; tests)
     extra: dict = field(default_factory=dict)
+    aug: str = "none"                   # semantic augmentation (SPEC §2.3): none | add | gate | embed
+    lexicon: str | None = None          # word vectors for the table; None = converted GloVe 6B 50-d
+    aug_k: int = 4                      # neighbours per word (the paper: 4)
+    aug_case: str = "auto"              # lexicon lookup: auto (word, then lower-case) | exact | lower
+    aug_oov: str = "random"             # out-of-lexicon words: random (seeded per word) | zero
+    aug_seed: int = 0                   # seed of the out-of-lexicon vectors
+    aug_cache: str | None = None        # table cache folder; None = <MINIMNER_HOME>/augment (not compared on resume)
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
@@ -73,6 +97,30 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"unknown training options {sorted(unknown)}")
         return cls(**d)
+
+    def validate_augment(self) -> None:
+        """Check the augmentation fields (raises ValueError naming the option)."""
+        from minimner.lexicon.augment import OOV_POLICIES
+        from minimner.lexicon.neighbours import CASE_POLICIES
+        from minimner.nn.augment import AUG_MODES
+
+        if self.aug not in AUG_MODES:
+            raise ValueError(f"unknown --aug {self.aug!r}; expected one of {', '.join(AUG_MODES)}")
+        if self.aug == "none" and self.lexicon is not None:
+            raise ValueError(f"--lexicon {self.lexicon} is only used with --aug add|gate|embed (got --aug none)")
+        if isinstance(self.aug_k, bool) or not isinstance(self.aug_k, int) or self.aug_k < 1:
+            raise ValueError(f"--aug-k must be a positive integer, got {self.aug_k!r}")
+        if self.aug_case not in CASE_POLICIES:
+            raise ValueError(f"unknown --aug-case {self.aug_case!r}; expected one of {', '.join(CASE_POLICIES)}")
+        if self.aug_oov not in OOV_POLICIES:
+            raise ValueError(f"unknown --aug-oov {self.aug_oov!r}; expected one of {', '.join(OOV_POLICIES)}")
+
+
+#: Options that may differ when a run is resumed.
+_RESUME_FREE = ("epochs", "out", "aug_cache")
+
+#: File name of the augmentation table inside a run folder.
+AUGMENT_TABLE = "augment.npz"
 
 
 # --------------------------------------------------------------------------- helpers
@@ -141,7 +189,8 @@ def _encode_split(tokenizer, path: Path, limit: int = 0):
     return sents, encode_sentences(tokenizer, sents)
 
 
-def _build_model(bert_config_dict: dict, num_tags: int, dropout: float, rng, bert_src: Path | None = None):
+def _build_model(bert_config_dict: dict, num_tags: int, dropout: float, rng, bert_src: Path | None = None,
+                 aug: str = "none", aug_table=None):
     from minimner.models.bert import BertConfig, BertModel
     from minimner.models.text_crf import TextCRFTagger
 
@@ -149,7 +198,45 @@ def _build_model(bert_config_dict: dict, num_tags: int, dropout: float, rng, ber
         bert = BertModel.from_pretrained(bert_src, rng=rng)
     else:
         bert = BertModel(BertConfig.from_dict(bert_config_dict), rng=rng, init=False)
-    return TextCRFTagger(bert, num_tags=num_tags, dropout=dropout, rng=rng)
+    if aug == "none":
+        return TextCRFTagger(bert, num_tags=num_tags, dropout=dropout, rng=rng)
+    return TextCRFTagger(bert, num_tags=num_tags, dropout=dropout, rng=rng, aug_mode=aug, aug_dim=aug_table.dim,
+                         aug_table=aug_table)
+
+
+def _vocabulary_files(cfg: TrainConfig, data: Path) -> list[Path]:
+    """The files whose words the augmentation table covers: train, dev and (if present) test."""
+    names = [cfg.train_file, cfg.dev_file, "test.txt"]
+    return [data / n for n in dict.fromkeys(names) if (data / n).is_file()]
+
+
+def _augment_table(cfg: TrainConfig, data: Path, out: Path, resume: bool, progress: bool, log):
+    """The run's augmentation table: ``out/augment.npz`` when resuming, else built (or cached) and saved there."""
+    from minimner.lexicon.augment import AugmentationTable, collect_vocabulary, load_or_build_table, open_lexicon
+
+    path = out / AUGMENT_TABLE
+    if resume and path.is_file():
+        return AugmentationTable.load(path)
+    files = _vocabulary_files(cfg, data)
+    words = collect_vocabulary(files)
+    lexicon = open_lexicon(cfg.lexicon, progress=progress, verbose=progress)
+    table = load_or_build_table(words, lexicon, k=cfg.aug_k, case=cfg.aug_case, oov=cfg.aug_oov, seed=cfg.aug_seed,
+                                cache_dir=cfg.aug_cache, progress=progress)
+    cache_path, cached = table.meta.pop("cache_path", None), table.meta.pop("cached", None)
+    out.mkdir(parents=True, exist_ok=True)
+    table.save(path)                                         # atomic; the run never needs the lexicon again
+    log(f"augmentation table: {len(table)} words × {table.dim} ({table.meta.get('in_lexicon')} in the lexicon "
+        f"{lexicon.source}), {'read from' if cached else 'cached at'} {cache_path}")
+    return table
+
+
+def _augment_record(cfg: TrainConfig, table) -> dict:
+    """What run.json says about the augmentation (``{"mode": "none"}`` without one)."""
+    if table is None:
+        return {"mode": "none"}
+    return {"mode": cfg.aug, "table": AUGMENT_TABLE, "dim": table.dim, "words": len(table),
+            "in_lexicon": int(table.in_lexicon.sum()), "lexicon": cfg.lexicon, "k": cfg.aug_k, "case": cfg.aug_case,
+            "oov": cfg.aug_oov, "seed": cfg.aug_seed, "table_meta": table.meta}
 
 
 def _rng_state(gen) -> dict | None:
@@ -199,12 +286,17 @@ def evaluate_examples(model, sentences, examples, batch_size: int = 64, constrai
 def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log=print) -> dict:
     """Train a tagger, selecting on dev micro-F1; returns the run summary.
 
+    With ``cfg.aug`` other than ``none`` the augmentation table is built for the
+    data folder's vocabulary, saved as ``RUN/augment.npz`` and fused as SPEC §2.3
+    describes (see the module docstring).
+
     Raises
     ------
     FileExistsError
         when ``cfg.out`` already holds a run and ``resume`` is False.
     ValueError / FileNotFoundError
-        for bad data, a bad BERT source, or a resume with a different configuration.
+        for bad data, a bad BERT source, bad augmentation options, a missing or
+        malformed lexicon, or a resume with a different configuration.
     """
     from minimner.data.labels import NUM_TAGS
     from minimner.optim import AdamW, clip_grad_norm, linear_warmup_decay
@@ -212,6 +304,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log=pri
 
     if cfg.model != "text-crf":
         raise ValueError(f"unknown model {cfg.model!r}; this release trains 'text-crf'")
+    cfg.validate_augment()
     out = Path(cfg.out)
     data = Path(cfg.data_dir)
     for name in (cfg.train_file, cfg.dev_file):
@@ -223,13 +316,17 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log=pri
     if resume and run_json.exists():
         saved = json.loads(run_json.read_text(encoding="utf-8"))["config"]
         mine = dataclasses.asdict(cfg)
-        diff = {k: (saved.get(k), v) for k, v in mine.items() if k not in ("epochs", "out") and saved.get(k) != v}
+        # A run written before an option existed used that option's default.
+        defaults = {f.name: f.default for f in dataclasses.fields(cfg) if f.default is not dataclasses.MISSING}
+        saved = {k: saved.get(k, defaults.get(k)) for k in mine}
+        diff = {k: (saved[k], v) for k, v in mine.items() if k not in _RESUME_FREE and saved[k] != v}
         if diff:
             raise ValueError(f"--resume with a different configuration than {run_json}: {diff}")
 
     bert_src = _resolve_bert(cfg.bert)
+    table = None if cfg.aug == "none" else _augment_table(cfg, data, out, resume, progress, log)
     rng = backend.rng(cfg.seed)                              # init + every dropout mask
-    model = _build_model({}, NUM_TAGS, cfg.dropout, rng, bert_src=bert_src)
+    model = _build_model({}, NUM_TAGS, cfg.dropout, rng, bert_src=bert_src, aug=cfg.aug, aug_table=table)
     bert_config = model.bert.config.to_dict()
     if not run_json.exists():
         _export_bert_files(bert_src, out / "bert", bert_config)
@@ -256,8 +353,9 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log=pri
     if not run_json.exists():
         write_text_atomic(run_json, json.dumps({
             "config": dataclasses.asdict(cfg), "bert_source": str(bert_src), "bert_config": bert_config,
-            "num_tags": NUM_TAGS, "machine": _machine(), "train_sentences": len(train_s),
-            "dev_sentences": len(dev_s), "steps_per_epoch": steps_per_epoch, "total_steps": total}, indent=2))
+            "num_tags": NUM_TAGS, "augment": _augment_record(cfg, table), "machine": _machine(),
+            "train_sentences": len(train_s), "dev_sentences": len(dev_s), "steps_per_epoch": steps_per_epoch,
+            "total_steps": total}, indent=2))
     metrics_path = out / "metrics.jsonl"
     # Keep only the epochs that the resumed state has seen (a crash may have logged one more).
     lines = [json.dumps(h, sort_keys=True) for h in state["history"]]
@@ -360,10 +458,18 @@ def _unflatten_optim(arrays: dict, meta):
 def load_run(run_dir, which: str = "best"):
     """``(model, tokenizer, run_info)`` of a finished (or interrupted) run folder.
 
+    A run trained with augmentation gets the same fusion back and its saved table
+    (``RUN/augment.npz``) as ``model.aug_table``; words missing from that table get
+    the table's deterministic out-of-vocabulary vector (see the module docstring for
+    how to cover new in-lexicon words). Runs written before augmentation existed
+    load as ``aug = "none"``.
+
     Raises
     ------
     FileNotFoundError
         naming the missing file when ``run_dir`` is not a complete run.
+    ValueError
+        for a malformed augmentation table.
     """
     from minimner.tokenization import BertWordPieceTokenizer
 
@@ -375,7 +481,18 @@ def load_run(run_dir, which: str = "best"):
             raise FileNotFoundError(f"{p} not found: {run_dir} is not a finished minimner run")
     info = json.loads(info_path.read_text(encoding="utf-8"))
     cfg = info["config"]
-    model = _build_model(info["bert_config"], info["num_tags"], cfg["dropout"], backend.rng(cfg["seed"]))
+    aug = cfg.get("aug", "none")
+    table = None
+    if aug != "none":
+        from minimner.lexicon.augment import AugmentationTable
+
+        table_path = run_dir / AUGMENT_TABLE
+        if not table_path.is_file():
+            raise FileNotFoundError(f"{table_path} not found: {run_dir} was trained with --aug {aug} and needs "
+                                    "its augmentation table")
+        table = AugmentationTable.load(table_path)
+    model = _build_model(info["bert_config"], info["num_tags"], cfg["dropout"], backend.rng(cfg["seed"]),
+                         aug=aug, aug_table=table)
     mstate, _, _ = load_checkpoint(ckpt)
     model.load_state_dict(mstate)
     model.eval()

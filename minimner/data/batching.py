@@ -17,8 +17,12 @@ own longest sentence, and a sentence longer than the model's positions is an
 error raised by the tokenizer. A word with zero pieces has become ``[UNK]`` in
 :mod:`minimner.tokenization`, so every word keeps a first piece and its label.
 
+:func:`augment_input` builds a batch's semantic-augmentation input (SPEC §2.2):
+the augmentation-table row of each word at its first piece, zeros elsewhere.
+
 Dimension legend: B batch, T word-piece tokens (incl. [CLS]/[SEP], padded to the
-batch's longest), W words (padded to the batch's longest sentence).
+batch's longest), W words (padded to the batch's longest sentence), E augmentation
+vector size, n words in the batch.
 """
 from __future__ import annotations
 
@@ -32,7 +36,8 @@ from minimner.data.conll import Sentence
 from minimner.data.labels import (AUX2ID, AUX_CLS_ID, AUX_SEP_ID, AUX_X_ID, CLS_ID, SEP_ID, TAG2ID, X_ID,
                                   normalise_tag, to_aux)
 
-__all__ = ["Example", "Batch", "encode_sentence", "encode_sentences", "make_batch", "iterate_batches"]
+__all__ = ["Example", "Batch", "encode_sentence", "encode_sentences", "make_batch", "iterate_batches",
+           "augment_input"]
 
 
 @dataclass
@@ -281,3 +286,44 @@ def iterate_batches(examples: Sequence[Example], batch_size: int, shuffle: bool 
     stop = n - n % batch_size if drop_last else n
     for start in range(0, stop, batch_size):
         yield make_batch([examples[i] for i in order[start:start + batch_size]], backend_name, pad_to)
+
+
+def augment_input(batch: Batch, table):
+    """The per-position augmentation input ``a`` of a batch (SPEC §2.2), on the batch's backend.
+
+    ``a[b, t] = A[w]`` when piece t is the first piece of word w of sentence b, and
+    ``a[b, t] = 0`` at ``[CLS]``, ``[SEP]``, later pieces and padding. A word that is
+    not in the table gets the table's deterministic out-of-vocabulary vector (see
+    :meth:`minimner.lexicon.augment.AugmentationTable.vector`).
+
+    The words are looked up on the host (one dictionary lookup per word, as batching
+    itself works per sentence), moved to the device in one transfer, and scattered
+    into place with one fancy-indexed assignment.
+
+    Parameters
+    ----------
+    batch : Batch, with ``first_piece`` / ``word_mask`` (B, W) and ``sentences`` (host)
+    table : object with ``dim`` (E) and ``lookup(words) -> (vectors (n, E) float32, mask (n,))``,
+        normally :class:`minimner.lexicon.augment.AugmentationTable`
+
+    Returns
+    -------
+    (B, T, E) float32 array on the backend of ``batch.input_ids``
+
+    Raises
+    ------
+    ValueError
+        when the batch's word alignment disagrees with its sentences.
+    """
+    xp = backend.get_xp(batch.input_ids)
+    B, T = batch.input_ids.shape
+    words = [w for s in batch.sentences for w in s.words]                   # n words, sentence-major (host)
+    vecs, _ = table.lookup(words)                                            # (n, E) float32 host
+    out = xp.zeros((B, T, table.dim), dtype=np.float32)                     # (B, T, E): zeros everywhere ...
+    rows, cols = xp.nonzero(batch.word_mask)                                 # (n,), (n,): row-major = words order
+    if int(rows.shape[0]) != len(words):
+        raise ValueError(f"augment_input: the batch's word_mask has {int(rows.shape[0])} words but its sentences "
+                         f"have {len(words)}")
+    pos = batch.first_piece[rows, cols]                                      # (n,) first-piece position of each word
+    out[rows, pos] = backend.asarray(vecs, backend=backend.device_of(out))   # ... but (n, E) rows at first pieces
+    return out

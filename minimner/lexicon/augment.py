@@ -434,19 +434,22 @@ def open_lexicon(path=None, progress: bool = True, verbose: bool = True) -> Lexi
     return load_lexicon(path, progress=progress)
 
 
-def add_augment_arguments(parser: argparse.ArgumentParser) -> None:
+def add_augment_arguments(parser: argparse.ArgumentParser, default_mode: str = "add") -> None:
     """Add the augmentation flags to a command (``train``, ``evaluate``…).
 
     ``--aug {add,gate,embed,none}``, ``--lexicon FILE``, ``--aug-k``, ``--aug-case``,
     ``--aug-oov``, ``--aug-seed``, ``--aug-cache DIR``. Read them back with
-    :func:`augment_config_from_args`.
+    :func:`augment_config_from_args`. ``default_mode`` is ``--aug``'s default (the
+    paper's ``add``; ``train`` uses ``none`` so the plain BERT-CRF stays the default).
     """
     from minimner.nn.augment import AUG_MODES
 
+    if default_mode not in AUG_MODES:
+        raise ValueError(f"unknown augmentation mode {default_mode!r}; expected one of {', '.join(AUG_MODES)}")
     g = parser.add_argument_group("semantic augmentation (SPEC §2)")
-    g.add_argument("--aug", choices=AUG_MODES, default="add",
-                   help="fusion of the augmentation vectors: add after BERT (default, the paper's), gate "
-                        "after BERT, embed (inside the BERT embeddings, before LayerNorm) or none")
+    g.add_argument("--aug", choices=AUG_MODES, default=default_mode,
+                   help=f"fusion of the augmentation vectors: add after BERT (the paper's), gate after BERT, "
+                        f"embed (inside the BERT embeddings, before LayerNorm) or none (default: {default_mode})")
     g.add_argument("--lexicon", default=None, metavar="FILE",
                    help=f"word vectors (.npz, GloVe/word2vec text, word2vec .bin); default: "
                         f"{default_lexicon_path()} (made by `python -m minimner convert glove`)")

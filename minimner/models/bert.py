@@ -4,6 +4,7 @@ SPEC §4.6 (bert-base-cased as used by MSCMT); the names of every parameter are
 those of ``transformers.BertModel``, so a Hugging Face checkpoint loads by name::
 
     E   = word_emb[ids] + pos_emb[0..T-1] + type_emb[token_type_ids]      embeddings.*
+  ( E  ← E + a W_eaᵀ + b_ea     only with the augmentation hook          embeddings.aug_linear.* )
     X_0 = drop(LN(E))
     X_l = BertLayer_l(X_{l-1}; mask)            l = 1..L                  encoder.layer.{l-1}.*
     pooled = tanh(X_L[:, 0] W_pᵀ + b_p)                                   pooler.dense.*
@@ -14,8 +15,18 @@ position gradients are summed over the batch first). The pooler sits outside the
 main path: :meth:`BertModel.pooled` / :meth:`BertModel.pool_backward` are a
 separate pair whose gradient the caller adds to ``d_last_hidden``.
 
+**Semantic augmentation inside the embeddings** (SPEC §2.3, mode ``embed``,
+original flag ``aug_before = 0``): :meth:`BertEmbeddings.attach_augment` adds the
+sub-module ``aug_linear`` (an :class:`~minimner.nn.augment.EmbeddingAugment`,
+E → C), whose term ``a W_eaᵀ + b_ea`` joins the embedding sum before LayerNorm.
+:meth:`BertModel.forward` then takes the per-position augmentation input ``aug``
+(B, T, E) and :meth:`BertModel.backward` returns its gradient. Without the hook
+(every Hugging Face checkpoint) nothing changes: no extra parameters, ``aug`` must
+be None and backward returns None.
+
 Dimension legend: B batch, T word-piece tokens, C hidden (``hidden_size``), H heads,
-D head size (C = H·D), F feed-forward size, V vocab, P max positions.
+D head size (C = H·D), F feed-forward size, V vocab, P max positions, E augmentation
+vector size.
 """
 from __future__ import annotations
 
@@ -123,11 +134,13 @@ class BertConfig:
 
 
 class BertEmbeddings(Module):
-    """``drop(LN(word_emb[ids] + pos_emb[0..T-1] + type_emb[token_type_ids]))``.
+    """``drop(LN(word_emb[ids] + pos_emb[0..T-1] + type_emb[token_type_ids] [+ aug_linear(a)]))``.
 
     Sub-modules (``transformers`` names): ``word_embeddings`` (V, C) with
     ``padding_idx = pad_token_id``, ``position_embeddings`` (P, C),
-    ``token_type_embeddings`` (2, C), ``LayerNorm``, ``dropout``.
+    ``token_type_embeddings`` (2, C), ``LayerNorm``, ``dropout``; and, only after
+    :meth:`attach_augment` (SPEC §2.3 mode ``embed``), ``aug_linear`` (C, E) + (C,),
+    whose keys are the original ``bert.embeddings.aug_linear.weight`` / ``.bias``.
     """
 
     def __init__(self, config: BertConfig, rng=None):
@@ -138,24 +151,69 @@ class BertEmbeddings(Module):
         self.token_type_embeddings = Embedding(config.type_vocab_size, C, rng=rng)
         self.LayerNorm = LayerNorm(C, eps=config.layer_norm_eps)
         self.dropout = Dropout(config.hidden_dropout_prob, rng=rng)
+        self.aug_linear = None                                     # the SPEC §2.3 'embed' hook, off by default
 
-    def forward(self, input_ids, token_type_ids):
-        """input_ids, token_type_ids: (B, T) int -> (B, T, C) float."""
+    def attach_augment(self, aug_dim: int, rng=None) -> None:
+        """Add ``aug_linear`` (E → C, BERT's init N(0, 0.02) / 0) for augmentation inside the embeddings.
+
+        Called after the pretrained weights are loaded (the checkpoint has no such
+        tensors), or before loading a run's state dict that has them.
+
+        Raises
+        ------
+        ValueError
+            when the hook is already attached or ``aug_dim`` is not a positive int.
+        """
+        from minimner.nn.augment import EmbeddingAugment
+
+        if self.aug_linear is not None:
+            raise ValueError("these BERT embeddings already hold aug_linear")
+        if isinstance(aug_dim, bool) or not isinstance(aug_dim, (int, np.integer)) or aug_dim < 1:
+            raise ValueError(f"aug_dim must be a positive integer, got {aug_dim!r}")
+        C = self.LayerNorm.weight.data.shape[0]
+        lin = EmbeddingAugment(int(aug_dim), C, rng=rng)           # weight (C, E), bias (C,)
+        if lin.weight.data.dtype != self.LayerNorm.weight.data.dtype:  # e.g. after .double() (gradchecks)
+            lin.double()
+        self.aug_linear = lin.to(backend.device_of(self.LayerNorm.weight.data))
+
+    def forward(self, input_ids, token_type_ids, aug=None):
+        """input_ids, token_type_ids: (B, T) int; aug (B, T, E) float or None -> (B, T, C) float.
+
+        Raises
+        ------
+        ValueError
+            when ``aug`` is given without the hook, missing with it, or mis-shaped.
+        """
         xp = backend.get_xp(input_ids)
-        T = input_ids.shape[1]
+        B, T = input_ids.shape
+        if self.aug_linear is None and aug is not None:
+            raise ValueError("an augmentation input was given but these BERT embeddings have no aug_linear "
+                             "(attach_augment first, or pass aug=None)")
+        if self.aug_linear is not None:
+            E = self.aug_linear.in_features
+            if aug is None:
+                raise ValueError(f"these BERT embeddings hold aug_linear: pass the augmentation input aug "
+                                 f"of shape (B, T, E) = {(B, T, E)}")
+            if tuple(aug.shape) != (B, T, E):
+                raise ValueError(f"aug must have shape (B, T, E) = {(B, T, E)}, got {tuple(aug.shape)}")
         positions = xp.arange(T, dtype=np.int64)                  # (T,): absolute positions 0..T-1
         e = self.word_embeddings(input_ids)                        # (B, T) -> (B, T, C)
         e = e + self.position_embeddings(positions)                # (B, T, C) + (T, C) -> (B, T, C)
         e = e + self.token_type_embeddings(token_type_ids)         # (B, T, C) + (B, T, C) -> (B, T, C)
+        if self.aug_linear is not None:
+            e = e + self.aug_linear(aug)                           # (B, T, E) @ (E, C) -> (B, T, C), before LN
         return self.dropout(self.LayerNorm(e))                     # (B, T, C)
 
     def backward(self, dout):
-        """dout (B, T, C); fills the embeddings' gradients (ids get none)."""
+        """dout (B, T, C) -> daug (B, T, E), or None without the hook; fills the embeddings' gradients."""
         de = self.LayerNorm.backward(self.dropout.backward(dout))  # undo drop(LN(E)): (B, T, C)
+        daug = None
+        if self.aug_linear is not None:
+            daug = self.aug_linear.backward(de)                    # E = … + a W_eaᵀ + b_ea: (B, T, E)
         self.token_type_embeddings.backward(de)                     # E = … + type_emb[tt]
         self.position_embeddings.backward(de.sum(axis=0))          # E = … + pos_emb[0..T-1]: (B, T, C) -> (T, C)
         self.word_embeddings.backward(de)                           # E = word_emb[ids] + …; pad row gets 0
-        return None
+        return daug
 
 
 class BertPooler(Module):
@@ -298,7 +356,7 @@ class BertModel(Module):
             raise ValueError(f"token_type_ids must have shape (B, T) = {(B, T)}, got {tuple(token_type_ids.shape)}")
         return attention_mask, token_type_ids
 
-    def forward(self, input_ids, attention_mask=None, token_type_ids=None):
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, aug=None):
         """Last hidden state of BERT.
 
         Parameters
@@ -306,6 +364,8 @@ class BertModel(Module):
         input_ids : (B, T) int array of word-piece ids
         attention_mask : (B, T) int/bool array, 1 = real piece, 0 = padding (default all 1)
         token_type_ids : (B, T) int array of segment ids (default all 0)
+        aug : (B, T, E) float array or None, the per-position augmentation input (SPEC §2.2);
+            required when the embeddings hold ``aug_linear`` (mode ``embed``), refused otherwise
 
         Returns
         -------
@@ -314,25 +374,26 @@ class BertModel(Module):
         Raises
         ------
         ValueError
-            for mis-shaped or mis-typed inputs, or T > max_position_embeddings.
+            for mis-shaped or mis-typed inputs, T > max_position_embeddings, or an
+            ``aug`` that does not match the embeddings' hook.
         """
         attention_mask, token_type_ids = self._check_inputs(input_ids, attention_mask, token_type_ids)
-        x = self.embeddings(input_ids, token_type_ids)            # (B, T) -> (B, T, C)
+        x = self.embeddings(input_ids, token_type_ids, aug)       # (B, T) [+ (B, T, E)] -> (B, T, C)
         out, probs = self.encoder(x, attention_mask)              # (B, T, C), L × (B, H, T, T)
         self.attentions = probs
         self._save_cache(True)
         return out
 
     def backward(self, d_last_hidden):
-        """d_last_hidden (B, T, C) -> None; adds into every parameter's ``.grad``.
+        """d_last_hidden (B, T, C) -> daug (B, T, E) or None; adds into every parameter's ``.grad``.
 
-        Add :meth:`pool_backward`'s result to ``d_last_hidden`` first when the pooled
-        output was used.
+        Returns the gradient of the augmentation input when the embeddings hold
+        ``aug_linear`` (mode ``embed``), else None. Add :meth:`pool_backward`'s result
+        to ``d_last_hidden`` first when the pooled output was used.
         """
         self._pop_cache()
         dx = self.encoder.backward(d_last_hidden)                 # (B, T, C) through L layers
-        self.embeddings.backward(dx)
-        return None
+        return self.embeddings.backward(dx)                       # (B, T, E) or None
 
     def pooled(self, last_hidden):
         """Pooled output ``tanh(dense(last_hidden[:, 0]))``: (B, T, C) -> (B, C)."""

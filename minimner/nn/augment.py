@@ -22,11 +22,12 @@ and a converter maps the original top-level keys with a one-line rename
 ``Linear(E, C)`` whose forward returns the *term* ``a W_eaᵀ + b_ea`` (B, T, C) that
 BERT's embedding layer adds to its sum before LayerNorm. BERT's embeddings hold it
 as the attribute ``aug_linear``, which yields exactly the original keys
-``bert.embeddings.aug_linear.weight`` / ``.bias``::
+``bert.embeddings.aug_linear.weight`` / ``.bias``. The hook as
+:class:`minimner.models.bert.BertEmbeddings` implements it::
 
-    # BertEmbeddings.__init__(..., aug_dim=None):
-    self.aug_linear = EmbeddingAugment(aug_dim, C, rng) if aug_dim else None
-    # forward(ids, aug=None):
+    # attach_augment(aug_dim, rng), called after the pretrained weights are loaded:
+    self.aug_linear = EmbeddingAugment(aug_dim, C, rng)     # None until then
+    # forward(ids, token_type_ids, aug=None):
     e = word + position + token_type                        # (B, T, C)
     if self.aug_linear is not None:
         e = e + self.aug_linear(aug)                        # (B, T, E) -> (B, T, C)
@@ -36,7 +37,8 @@ as the attribute ``aug_linear``, which yields exactly the original keys
     daug = self.aug_linear.backward(de)                     # (B, T, E); adds into weight/bias grads
     ...                                                     # then the embedding tables, as before
 
-With mode ``embed`` the post-BERT fusion is :class:`AugmentNone`.
+With mode ``embed`` there is no post-BERT fusion (:func:`make_augment_fusion` gives
+:class:`AugmentNone`; :class:`minimner.models.text_crf.TextCRFTagger` holds none).
 
 Dimension legend: B batch, T word-piece tokens, C hidden, E augmentation vector size.
 """
