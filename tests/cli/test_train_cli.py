@@ -64,3 +64,17 @@ def test_demo_runs_end_to_end(trained, capsys):
     assert main(["demo", "--bert", str(trained["bert"]), "--epochs", "1", "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert "micro avg" in out and "Elon/" in out
+
+
+@pytest.mark.parametrize("what", ["crf", "attention"])
+def test_visualise_writes_a_png(trained, tmp_path, what):
+    out = tmp_path / f"{what}.png"
+    assert main(["visualise", "--run", str(trained["run"]), "--text", "Elon Musk lands in Paris",
+                 "--what", what, "--out", str(out)]) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_visualise_bad_index_is_a_clear_error(trained, tmp_path, capsys):
+    assert main(["visualise", "--run", str(trained["run"]), "--input", str(trained["data"] / "test.txt"),
+                 "--index", "999", "--out", str(tmp_path / "x.png")]) == 2
+    assert "out of range" in capsys.readouterr().err
