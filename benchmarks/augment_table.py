@@ -39,7 +39,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import sys
 import tempfile
@@ -53,6 +52,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from minimner.convert.io import write_json_atomic  # noqa: E402
+from minimner.machine import describe  # noqa: E402
 from minimner.lexicon.augment import AugmentationTable, build_table, collect_vocabulary  # noqa: E402
 from minimner.lexicon.io import load_lexicon  # noqa: E402
 from minimner.lexicon.neighbours import _DEFAULT_CHUNK_BYTES, _chunk_rows, resolve_words  # noqa: E402
@@ -60,30 +60,18 @@ from minimner.lexicon.neighbours import _DEFAULT_CHUNK_BYTES, _chunk_rows, resol
 TOL = 2e-6
 
 
-def machine() -> dict:
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        cpu = platform.processor() or "unknown"
-    info = {"platform": platform.platform(), "python": platform.python_version(), "cpu": cpu,
-            "cores": os.cpu_count(), "numpy": np.__version__,
-            "loadavg_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None}
-    try:
-        import torch
-        info.update(torch=torch.__version__, torch_threads=torch.get_num_threads())
-    except ImportError:
-        info.update(torch=None)
-    return info
-
-
 def data_files(data: Path) -> list[Path]:
     files = [data / ds / f"{split}.txt" for ds in ("twitter2015", "twitter2017")
              for split in ("train", "valid", "test")]
     return [f for f in files if f.is_file()]
+
+
+def _machine() -> dict:
+    try:
+        import torch
+        return describe(torch=torch.__version__, torch_threads=torch.get_num_threads())
+    except ImportError:
+        return describe(torch=None)
 
 
 def torch_reference(lexicon, qids, k, chunk_rows):
@@ -180,7 +168,7 @@ def main(argv=None) -> int:
         if j >= 0:
             rows_of.setdefault(j, r)
     uniq = np.array(sorted(rows_of), dtype=np.int64)
-    result = {"benchmark": "augment_table", "quick": args.quick, "machine": machine(),
+    result = {"benchmark": "augment_table", "quick": args.quick, "machine": _machine(),
               "data_files": [str(f.relative_to(args.data)) for f in files], "lexicon": str(lex_path),
               "lexicon_words": len(lex), "dim": lex.dim, "k": args.k, "vocabulary": len(vocab),
               "in_lexicon": int(table.in_lexicon.sum()), "lexicon_rows_searched": int(uniq.size),

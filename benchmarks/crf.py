@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -39,23 +38,13 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from minimner.machine import describe  # noqa: E402
 from minimner.nn.crf import CRF  # noqa: E402
 
 
-def machine() -> dict:
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        cpu = platform.processor() or "unknown"
+def _machine() -> dict:
     import torch
-    return {"platform": platform.platform(), "python": platform.python_version(), "cpu": cpu,
-            "cores": os.cpu_count(), "numpy": np.__version__, "torch": torch.__version__,
-            "torch_threads": torch.get_num_threads(),
-            "loadavg_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None}
+    return describe(torch=torch.__version__, torch_threads=torch.get_num_threads())
 
 
 def make_problem(B, T, K, seed):
@@ -186,7 +175,7 @@ def main(argv=None) -> int:
     tracemalloc.stop()
 
     result = {"benchmark": "crf", "shape": {"B": B, "T": T, "K": K, "mean_length": float(mask.sum(1).mean())},
-              "repeats": args.repeats, "warmup": args.warmup, "machine": machine(),
+              "repeats": args.repeats, "warmup": args.warmup, "machine": _machine(),
               "agreement": "loss, gradients (<= 1e-5) and decoded paths checked equal",
               "phases": phases, "minimner_peak_traced_MiB": peak / 2**20,
               "ratio": phases["total (forward+backward+decode)"]["ratio"]}

@@ -44,19 +44,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from minimner.machine import cpu_model  # noqa: E402
+
 
 def _peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux reports KiB
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def _time(fn, warmup, repeats):
@@ -215,7 +207,7 @@ def main(argv=None) -> int:
                     "warmup": a.warmup,
                     "device": a.device, "threads": a.threads or "library defaults",
                     "output_shape": list(ours.shape)},
-        "machine": {"platform": platform.platform(), "cpu": _cpu_model(), "cores": os.cpu_count(),
+        "machine": {"platform": platform.platform(), "cpu": cpu_model(), "cores": os.cpu_count(),
                     "loadavg_before": load_before, "loadavg_after": os.getloadavg(), **_versions()},
         "minimner": mm, "torch": pt,
         "ratio_time_minimner_over_torch": mm["best_s"] / pt["best_s"],

@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -49,25 +48,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from minimner.atomic import write_text_atomic  # noqa: E402
+from minimner.machine import describe, peak_rss_rise  # noqa: E402
 from minimner.nn.attention import BertLayer  # noqa: E402
-
-
-def machine() -> dict:
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        cpu = platform.processor() or "unknown"
-    import torch
-    import transformers
-    return {"platform": platform.platform(), "python": platform.python_version(), "cpu": cpu,
-            "cores": os.cpu_count(), "numpy": np.__version__, "torch": torch.__version__,
-            "transformers": transformers.__version__, "torch_threads": torch.get_num_threads(),
-            "blas_threads_env": {v: os.environ.get(v) for v in _BLAS_THREAD_VARS},
-            "loadavg_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None}
 
 
 def build(B, T, C, H, F, dropout, seed=0):
@@ -164,10 +146,12 @@ def timed_pair(fn_a, fn_b, repeats, warmup):
     return ta, tb
 
 
-def _rss_bytes() -> int:
-    """Current resident set size of this process (Linux /proc)."""
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+def _machine() -> dict:
+    import torch
+    import transformers
+    return describe(torch=torch.__version__, transformers=transformers.__version__,
+                    torch_threads=torch.get_num_threads(),
+                    blas_threads_env={v: os.environ.get(v) for v in _BLAS_THREAD_VARS})
 
 
 def memory_child(side: str, shape: list[int], dropout: float) -> dict:
@@ -178,26 +162,10 @@ def memory_child(side: str, shape: list[int], dropout: float) -> dict:
     before the step. ``ru_maxrss`` is no use here: the import of transformers
     already set a higher high-water mark than one layer step reaches.
     """
-    import threading
-
     ours, ref, *data = build(*shape, dropout)
     _, ours_all, _, ref_all = steps(ours, ref, *data)
     fn = ours_all if side == "minimner" else ref_all
-    before = _rss_bytes()
-    peak, stop = [before], threading.Event()
-
-    def sample():
-        while not stop.is_set():
-            peak[0] = max(peak[0], _rss_bytes())
-            time.sleep(0.0005)
-
-    t = threading.Thread(target=sample)
-    t.start()
-    fn()
-    stop.set()
-    t.join()
-    peak[0] = max(peak[0], _rss_bytes())
-    return {"peak_rss_rise_MiB": (peak[0] - before) / 2**20}
+    return {"peak_rss_rise_MiB": peak_rss_rise(fn)}
 
 
 def main(argv=None) -> int:
@@ -262,7 +230,7 @@ def main(argv=None) -> int:
     result = {"benchmark": "transformer_layer",
               "shape": {"B": B, "T": T, "C": C, "heads": H, "F": F, "dropout": args.dropout,
                         "mean_length": float(data[3].sum(1).mean())},
-              "repeats": args.repeats, "warmup": args.warmup, "machine": machine(),
+              "repeats": args.repeats, "warmup": args.warmup, "machine": _machine(),
               "agreement_eval_mode_scaled_max_diff": diffs,
               "phases": phases, "ratio": phases["forward+backward"]["ratio"],
               "peak_rss_rise_MiB": memory, "minimner_peak_traced_MiB": traced_peak / 2**20}

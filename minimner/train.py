@@ -43,8 +43,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import platform
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,6 +52,7 @@ import numpy as np
 from minimner import backend
 from minimner.atomic import write_text_atomic
 from minimner.checkpoint import load_checkpoint, save_checkpoint
+from minimner.machine import describe
 
 __all__ = ["TrainConfig", "train", "load_run", "evaluate_examples", "predict_sentences"]
 
@@ -160,23 +159,6 @@ def _export_bert_files(src: Path, dst: Path, bert_config: dict) -> None:
     for name, text in texts.items():
         write_text_atomic(dst / name, text)
     write_text_atomic(dst / "config.json", json.dumps(bert_config, indent=2))
-
-
-def _machine() -> dict:
-    import numpy
-
-    cpu = platform.processor()
-    try:
-        for line in open("/proc/cpuinfo", encoding="utf-8"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    import os
-
-    return {"platform": platform.platform(), "cpu": cpu, "cores": os.cpu_count(),
-            "python": sys.version.split()[0], "numpy": numpy.__version__, "backend": backend.get_backend()}
 
 
 def _encode_split(tokenizer, path: Path, limit: int = 0):
@@ -353,7 +335,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log=pri
     if not run_json.exists():
         write_text_atomic(run_json, json.dumps({
             "config": dataclasses.asdict(cfg), "bert_source": str(bert_src), "bert_config": bert_config,
-            "num_tags": NUM_TAGS, "augment": _augment_record(cfg, table), "machine": _machine(),
+            "num_tags": NUM_TAGS, "augment": _augment_record(cfg, table), "machine": describe(),
             "train_sentences": len(train_s), "dev_sentences": len(dev_s), "steps_per_epoch": steps_per_epoch,
             "total_steps": total}, indent=2))
     metrics_path = out / "metrics.jsonl"
