@@ -1,0 +1,122 @@
+"""Text-only BERT-CRF baseline on the real Twitter data: run the recipe, collect the numbers.
+
+The recipe (issue 5; the same as the PyTorch reference ``ref_text_crf.py``): MiniLM-L6-H384
+BERT + dropout 0.1 + linear + CRF, paper label convention, AdamW lr 1e-4 with 10 % linear
+warmup then linear decay to 0, weight decay 0.01 (not on biases/LayerNorm weights), batch 24,
+8 epochs, global-norm clipping 1.0, model selected on valid micro-F1, test scored once.
+
+    # one seed (what `run` does for each seed):
+    python -m minimner train --data DATA/twitter2015 --out RUNS/twitter2015-seed1 --seed 1 \\
+        --epochs 8 --batch-size 24 --lr 1e-4
+    python -m minimner evaluate --run RUNS/twitter2015-seed1 --split test --json
+
+    python benchmarks/text_crf.py run --data DATA/twitter2015 --runs RUNS --seeds 1 2 3
+    python benchmarks/text_crf.py collect RUNS/twitter2015-seed1 RUNS/twitter2015-seed2 ... \\
+        --name twitter2015           # -> benchmarks/results/text_crf_twitter2015.{json,md}
+
+``collect`` reads each run's ``summary.json``, ``metrics.jsonl``, ``run.json`` and, when
+present, ``eval-test.json``, and reports mean ± sample standard deviation over seeds.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from minimner.atomic import write_json_atomic, write_text_atomic  # noqa: E402
+
+
+def _run(args) -> int:
+    data = Path(args.data)
+    for seed in args.seeds:
+        out = Path(args.runs) / f"{data.name}-seed{seed}"
+        cmd = [sys.executable, "-m", "minimner", "train", "--data", str(data), "--out", str(out), "--seed",
+               str(seed), "--epochs", "8", "--batch-size", "24", "--lr", "1e-4"]
+        print(" ".join(cmd), flush=True)
+        subprocess.run(cmd, check=True)
+        if (data / "test.txt").is_file():
+            subprocess.run([sys.executable, "-m", "minimner", "evaluate", "--run", str(out), "--split", "test",
+                            "--json"], check=True)
+    return 0
+
+
+def _mean_std(xs):
+    xs = [x for x in xs if x is not None]
+    if not xs:
+        return None, None
+    return statistics.mean(xs), (statistics.stdev(xs) if len(xs) > 1 else 0.0)
+
+
+def _collect(args) -> int:
+    rows = []
+    for run in map(Path, args.runs):
+        summary = json.loads((run / "summary.json").read_text())
+        info = json.loads((run / "run.json").read_text())
+        hist = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if x.strip()]
+        test = json.loads((run / "eval-test.json").read_text()) if (run / "eval-test.json").exists() else None
+        rows.append({
+            "run": run.name, "seed": summary["seed"], "best_epoch": summary["best_epoch"],
+            "dev_f1": summary["best_dev_f1"],
+            "test_f1": test["default"]["micro"]["f1"] if test else None,
+            "test_f1_strict": test["strict"]["micro"]["f1"] if test else None,
+            "test_p": test["default"]["micro"]["precision"] if test else None,
+            "test_r": test["default"]["micro"]["recall"] if test else None,
+            "seconds_per_epoch_train": statistics.mean(h["train_seconds"] for h in hist),
+            "seconds_per_epoch_dev_eval": statistics.mean(h["eval_seconds"] for h in hist),
+            "machine": info["machine"], "config": info["config"],
+        })
+    agg = {k: _mean_std([r[k] for r in rows]) for k in ("dev_f1", "test_f1", "test_f1_strict",
+                                                        "seconds_per_epoch_train")}
+    result = {"name": args.name, "runs": rows, "mean_std": agg, "note": args.note}
+    out = Path(args.out)
+    write_json_atomic(out / f"text_crf_{args.name}.json", result)
+    lines = [f"# Text-only MiniLM-CRF baseline: {args.name}", "",
+             "Recipe: MiniLM-L6-H384 + dropout 0.1 + linear + CRF, AdamW lr 1e-4, 10 % warmup then linear decay to 0, "
+             "batch 24, 8 epochs, clipping 1.0, selected on valid micro-F1 (conlleval chunking), test scored once "
+             "with constrained Viterbi.", "",
+             "| run | seed | best epoch | valid F1 | test F1 | test F1 (strict IOB2) | train s/epoch |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    fmt = (lambda v: "–" if v is None else f"{v:.4f}")
+    for r in rows:
+        lines.append(f"| {r['run']} | {r['seed']} | {r['best_epoch']} | {fmt(r['dev_f1'])} | {fmt(r['test_f1'])} | "
+                     f"{fmt(r['test_f1_strict'])} | {r['seconds_per_epoch_train']:.0f} |")
+    m = {k: ("–" if v[0] is None else f"{v[0]:.4f} ± {v[1]:.4f}") for k, v in agg.items()}
+    lines += ["", f"Mean ± sample std over {len(rows)} seed(s): valid F1 {m['dev_f1']}, test F1 {m['test_f1']}, "
+              f"test F1 strict {m['test_f1_strict']}; training seconds per epoch "
+              f"{agg['seconds_per_epoch_train'][0]:.0f}.", ""]
+    if args.note:
+        lines += [args.note, ""]
+    mach = rows[0]["machine"]
+    lines.append(f"Machine: {mach['cpu']}, {mach['cores']} cores, {mach['platform']}, Python {mach['python']}, "
+                 f"NumPy {mach['numpy']}, backend {mach.get('backend', 'numpy')}.")
+    write_text_atomic(out / f"text_crf_{args.name}.md", "\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run", help="train (and test-score) one run per seed")
+    r.add_argument("--data", required=True)
+    r.add_argument("--runs", required=True, help="folder for the run folders")
+    r.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    r.set_defaults(func=_run)
+    c = sub.add_parser("collect", help="summarise finished run folders")
+    c.add_argument("runs", nargs="+")
+    c.add_argument("--name", required=True)
+    c.add_argument("--note", default="", help="a sentence on how the runs were executed")
+    c.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    c.set_defaults(func=_collect)
+    args = ap.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
