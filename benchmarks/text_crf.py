@@ -16,6 +16,15 @@ warmup then linear decay to 0, weight decay 0.01 (not on biases/LayerNorm weight
 
 ``collect`` reads each run's ``summary.json``, ``metrics.jsonl``, ``run.json`` and, when
 present, ``eval-test.json``, and reports mean ± sample standard deviation over seeds.
+
+Semantic-augmentation ablation (issue 6; SPEC §2.3): the same recipe with ``--aug add`` or
+``--aug gate`` (GloVe 6B 50-d neighbours, k = 4), 3 seeds each, against the plain runs::
+
+    python benchmarks/text_crf.py run --data DATA/twitter2015 --runs RUNS --aug add    # RUNS/twitter2015-add-seed{1,2,3}
+    python benchmarks/text_crf.py run --data DATA/twitter2015 --runs RUNS --aug gate
+    python benchmarks/text_crf.py ablation --name twitter2015 \
+        --arm none RUNS/twitter2015-seed{1,2,3} --arm add RUNS/twitter2015-add-seed{1,2,3} \
+        --arm gate RUNS/twitter2015-gate-seed{1,2,3}   # -> benchmarks/results/augment_ablation_twitter2015.{json,md}
 """
 from __future__ import annotations
 
@@ -35,9 +44,12 @@ from minimner.atomic import write_json_atomic, write_text_atomic  # noqa: E402
 def _run(args) -> int:
     data = Path(args.data)
     for seed in args.seeds:
-        out = Path(args.runs) / f"{data.name}-seed{seed}"
+        arm = "" if args.aug == "none" else f"-{args.aug}"
+        out = Path(args.runs) / f"{data.name}{arm}-seed{seed}"
         cmd = [sys.executable, "-m", "minimner", "train", "--data", str(data), "--out", str(out), "--seed",
                str(seed), "--epochs", "8", "--batch-size", "24", "--lr", "1e-4"]
+        if args.aug != "none":
+            cmd += ["--aug", args.aug, "--aug-k", "4"]
         print(" ".join(cmd), flush=True)
         subprocess.run(cmd, check=True)
         if (data / "test.txt").is_file():
@@ -53,9 +65,10 @@ def _mean_std(xs):
     return statistics.mean(xs), (statistics.stdev(xs) if len(xs) > 1 else 0.0)
 
 
-def _collect(args) -> int:
+def _rows(runs):
+    """One summary row per finished run folder."""
     rows = []
-    for run in map(Path, args.runs):
+    for run in map(Path, runs):
         summary = json.loads((run / "summary.json").read_text())
         info = json.loads((run / "run.json").read_text())
         hist = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if x.strip()]
@@ -71,6 +84,11 @@ def _collect(args) -> int:
             "seconds_per_epoch_dev_eval": statistics.mean(h["eval_seconds"] for h in hist),
             "machine": info["machine"], "config": info["config"],
         })
+    return rows
+
+
+def _collect(args) -> int:
+    rows = _rows(args.runs)
     agg = {k: _mean_std([r[k] for r in rows]) for k in ("dev_f1", "test_f1", "test_f1_strict",
                                                         "seconds_per_epoch_train")}
     result = {"name": args.name, "runs": rows, "mean_std": agg, "note": args.note}
@@ -100,6 +118,50 @@ def _collect(args) -> int:
     return 0
 
 
+def _ablation(args) -> int:
+    arms = {}
+    for name, *runs in args.arm:
+        if not runs:
+            raise SystemExit(f"--arm {name}: give the arm's run folders after its name")
+        rows = _rows(runs)
+        augs = {r["config"].get("aug", "none") for r in rows}
+        if augs != {name}:
+            raise SystemExit(f"--arm {name}: the runs were trained with --aug {sorted(augs)}, not {name!r}")
+        arms[name] = {"runs": rows, "mean_std": {k: _mean_std([r[k] for r in rows])
+                                                 for k in ("dev_f1", "test_f1", "test_f1_strict")}}
+    result = {"name": args.name, "arms": arms, "note": args.note}
+    out = Path(args.out)
+    write_json_atomic(out / f"augment_ablation_{args.name}.json", result)
+    fmt = (lambda v: "–" if v is None else f"{v:.4f}")
+    pm = (lambda ms: "–" if ms[0] is None else f"{ms[0]:.4f} ± {ms[1]:.4f}")
+    lines = [f"# Semantic augmentation ablation: {args.name}", "",
+             "Text-only MiniLM-CRF recipe of `text_crf_*.md` (AdamW lr 1e-4, 10 % warmup, batch 24, 8 epochs, "
+             "clipping 1.0, model selected on valid micro-F1, test scored once, constrained Viterbi) with the "
+             "augmentation fused after BERT (SPEC §2.3): `none`, `add` (the paper's, h + W a) or `gate`. "
+             "Augmentation vectors: softmax-weighted sum of each word's k = 4 nearest GloVe 6B 50-d neighbours "
+             "(cosine, SPEC §2.1).", "",
+             "| arm | valid F1 (mean ± std) | test F1 (mean ± std) | test F1 strict IOB2 | per-seed test F1 |",
+             "|---|---:|---:|---:|---|"]
+    for name, a in arms.items():
+        per = " / ".join(f"{fmt(r['test_f1'])} (seed {r['seed']})" for r in a["runs"])
+        lines.append(f"| {name} | {pm(a['mean_std']['dev_f1'])} | {pm(a['mean_std']['test_f1'])} | "
+                     f"{pm(a['mean_std']['test_f1_strict'])} | {per} |")
+    base = arms.get("none", {}).get("mean_std", {}).get("test_f1", (None, None))[0]
+    if base is not None and len(arms) > 1:
+        lines += ["", "Difference of mean test F1 from `none`: " + ", ".join(
+            f"{n} {100 * (a['mean_std']['test_f1'][0] - base):+.2f} points" for n, a in arms.items() if n != "none")
+            + f" (sample std over {len(next(iter(arms.values()))['runs'])} seeds shown above)."]
+    lines.append("")
+    if args.note:
+        lines += [args.note, ""]
+    mach = next(iter(arms.values()))["runs"][0]["machine"]
+    lines.append(f"Machine: {mach['cpu']}, {mach['cores']} cores, {mach['platform']}, Python {mach['python']}, "
+                 f"NumPy {mach['numpy']}, backend {mach.get('backend', 'numpy')}.")
+    write_text_atomic(out / f"augment_ablation_{args.name}.md", "\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -107,6 +169,8 @@ def main(argv=None) -> int:
     r.add_argument("--data", required=True)
     r.add_argument("--runs", required=True, help="folder for the run folders")
     r.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    r.add_argument("--aug", choices=["none", "add", "gate", "embed"], default="none",
+                   help="semantic augmentation arm (GloVe 6B 50-d, k = 4); run folders get an -ARM suffix")
     r.set_defaults(func=_run)
     c = sub.add_parser("collect", help="summarise finished run folders")
     c.add_argument("runs", nargs="+")
@@ -114,6 +178,13 @@ def main(argv=None) -> int:
     c.add_argument("--note", default="", help="a sentence on how the runs were executed")
     c.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     c.set_defaults(func=_collect)
+    a = sub.add_parser("ablation", help="compare augmentation arms (mean ± std of test F1 per arm)")
+    a.add_argument("--arm", nargs="+", action="append", required=True, metavar=("NAME", "RUN"),
+                   help="an arm name (none/add/gate/embed, checked against each run's config) and its run folders")
+    a.add_argument("--name", required=True)
+    a.add_argument("--note", default="", help="a sentence on how the runs were executed")
+    a.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    a.set_defaults(func=_ablation)
     args = ap.parse_args(argv)
     return args.func(args)
 

@@ -32,9 +32,11 @@ float64 round-off.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
-__all__ = ["erf_numpy"]
+__all__ = ["erf_numpy", "normal_cdf_float32", "fit_normal_cdf_polynomial", "NORMAL_CDF_COEFFS", "NORMAL_CDF_X_MAX"]
 
 # c = erf(1) rounded to float (24 bits), so that c is exact in every dtype.
 _ERX = 8.45062911510467529297e-01
@@ -177,3 +179,112 @@ def erf_numpy(x):
     # The branches computed erf(|x|); odd symmetry erf(-x) = -erf(x) restores the sign
     # (copysign keeps the ±1 of |x| >= 6, nan, and gives erf(-0.0) = -0.0).
     return np.copysign(out, x).reshape(shape)              # (...) as the input
+
+
+# ---------------------------------------------------------------------------------------------
+# float32 normal CDF for GELU: Phi(x) = 1 / (1 + exp(x * A(x^2)))
+#
+# GELU needs Phi(x) = 0.5 * (1 + erf(x / sqrt 2)), not erf itself. Write Phi as a logistic
+# sigmoid of an odd function: Phi(x) = sigmoid(2 G(x)) with G = atanh(erf(x / sqrt 2)). G is
+# smooth and odd, so -2 G(x) = x * A(x^2) with A a polynomial fits it closely on a finite range:
+#
+#     Phi(x) ~= 1 / (1 + exp(x * A(x^2))),   A(u) = a0 + a1 u + ... + a6 u^6,   |x| <= 5.8
+#
+# (a0 = -2 sqrt(2/pi) and a1 ~ -0.0727: keeping only those two terms gives the familiar tanh
+# approximation of GELU, 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.0447 x^3))), whose error is ~1e-3;
+# four more terms make it exact to float32.) Outside |x| <= 5.8, Phi is within 3.3e-9 of 0 or 1,
+# so x is clamped there. The coefficients are not copied from anywhere: they are the output of
+# fit_normal_cdf_polynomial() below (tests/test_erf.py re-runs the fit and compares), a
+# weighted least-squares fit to the fdlibm erf above in float64, weighted by dPhi/dz so that it
+# minimises the error of Phi itself. Fit error 2.9e-8 on Phi; evaluated in float32, Phi is within
+# 1.3e-7 and the GELU x * Phi(x) within 1.7e-7 * max(1, |x|) of the float64 values (PyTorch's
+# float32 GELU: 3.7e-7), measured on 4M points of [-12, 12] in tests/test_erf.py.
+#
+# Why this form: it costs one clamp, a degree-6 Horner polynomial, one np.exp (vectorised by
+# NumPy) and a reciprocal -- about 19 float32 passes over cache-sized blocks, 3x cheaper than the
+# float64 erf path (measured 4.7 vs 15.5 ms on a (1536, 1536) array). Like PyTorch's
+# 0.5 * (1 + erf), it is accurate in absolute terms (the fit weights dPhi/dz): far in the left
+# tail, where Phi < 1e-6, its relative error grows.
+# ---------------------------------------------------------------------------------------------
+
+_CDF_BLOCK = 1 << 16     # values per block: 256 KiB of float32 per temporary (fastest measured)
+NORMAL_CDF_X_MAX = 5.8  # |x| clamp: Phi(5.8) = 1 - 3.3e-9 rounds to 1 in float32
+
+#: a0 ... a6 of A(u), lowest degree first (fit_normal_cdf_polynomial(6, 5.8)).
+NORMAL_CDF_COEFFS = (-1.5957698828412354, -0.07266616928320835, 6.518994413551111e-05,
+                     0.0001106124447298884, -7.929508483863627e-06, 2.6452894828085087e-07,
+                     -3.5124243959187776e-09)
+
+
+def fit_normal_cdf_polynomial(degree=6, x_max=NORMAL_CDF_X_MAX, nodes=4001, iterations=40):
+    """Fit ``A`` in ``Phi(x) ~= 1 / (1 + exp(x * A(x^2)))`` on ``0 <= x <= x_max`` (float64).
+
+    Target: ``z(x) = -2 atanh(erf(x / sqrt 2))`` (so that ``1 / (1 + exp(z)) = Phi``)
+    at Chebyshev-spaced nodes. Residuals are weighted by ``dPhi/dz = Phi (1 - Phi)``,
+    so the fit minimises the error of Phi, not of z (z may be loose where Phi is
+    saturated). Iteratively reweighted least squares (weights grow where the error is
+    largest) pushes the least-squares fit towards the minimax one. The variable is
+    scaled to ``s = (x / x_max)^2`` in [0, 1] for conditioning, and the returned
+    coefficients are rescaled to powers of ``u = x^2``.
+
+    Returns
+    -------
+    coeffs : tuple of ``degree + 1`` floats, lowest degree first.
+    max_error : float, max over the nodes of |fitted Phi - Phi| (first order).
+    """
+    k = np.arange(nodes)
+    x = x_max * (1 - np.cos(np.pi * (k + 0.5) / nodes)) / 2   # (n,) nodes on [0, x_max]
+    e = erf_numpy(x / math.sqrt(2))                            # (n,) erf(x/sqrt 2), fdlibm float64
+    cdf = 0.5 * (1 + e)                                        # (n,) Phi(x)
+    z = -2 * np.arctanh(e)                                     # (n,) target: Phi = 1/(1 + exp(z))
+    s = (x / x_max) ** 2                                       # (n,) scaled u
+    V = np.vander(s, degree + 1, increasing=True) * x[:, None]  # (n, degree+1): columns x s^k
+    sens = cdf * (1 - cdf)                                     # (n,) dPhi/dz
+    w = sens.copy()
+    for _ in range(iterations):
+        c, *_ = np.linalg.lstsq(V * w[:, None], z * w, rcond=None)   # (degree+1,) weighted fit
+        r = np.abs(V @ c - z) * sens                           # (n,) error of Phi
+        w = w * np.sqrt(r / r.max() + 1e-6)                    # reweight towards the worst nodes
+    max_error = float((np.abs(V @ c - z) * sens).max())
+    coeffs = c / x_max ** (2 * np.arange(degree + 1))          # powers of s -> powers of u = x^2
+    return tuple(float(v) for v in coeffs), max_error
+
+
+def normal_cdf_float32(x):
+    """Standard normal CDF ``Phi(x)`` of a float32 NumPy array (the GELU fast path).
+
+    ``Phi(x) = 1 / (1 + exp(x * A(x^2)))`` with ``x`` clamped to ``[-5.8, 5.8]``
+    (see the comment block above), evaluated in float32 on blocks of 65,536
+    values (256 KiB) so that the ~19 passes stay in cache.
+
+    Parameters
+    ----------
+    x : numpy.ndarray float32, any shape.
+
+    Returns
+    -------
+    numpy.ndarray float32, same shape: Phi(x) within 1.3e-7 of the exact value (fit 2.9e-8 + float32 round-off).
+    nan stays nan; beyond the clamp Phi saturates at its value at ±5.8
+    (1.0 on the right, 3.3e-9 on the left).
+    """
+    if x.dtype != np.float32:
+        raise TypeError(f"normal_cdf_float32 expects float32, got {x.dtype}")
+    flat = np.ascontiguousarray(x).reshape(-1)                # (N,)
+    out = np.empty_like(flat)                                  # (N,)
+    a = [np.float32(c) for c in NORMAL_CDF_COEFFS]             # float32 scalars: nothing upcasts
+    lim = np.float32(NORMAL_CDF_X_MAX)
+
+    for s in range(0, flat.size, _CDF_BLOCK):
+        e = s + _CDF_BLOCK
+        v = np.clip(flat[s:e], -lim, lim)                      # (n,) clamped x (a fresh block)
+        u = v * v                                              # (n,) x^2
+        p = u * a[-1]                                          # Horner, in place: p <- p u + a_k
+        p += a[-2]
+        for c in a[-3::-1]:
+            p *= u
+            p += c
+        p *= v                                                 # z = x A(x^2)
+        np.exp(p, out=p)                                       # exp(z)
+        p += np.float32(1.0)
+        np.reciprocal(p, out=out[s:e])                         # Phi = 1 / (1 + exp(z))
+    return out.reshape(x.shape)

@@ -31,7 +31,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["WordEncoding", "BertWordPieceTokenizer", "pad_batch", "infer_lowercase"]
+__all__ = ["WordEncoding", "BertWordPieceTokenizer", "pad_batch", "padded_length", "infer_lowercase"]
 
 _SPECIAL_DEFAULTS = {"cls_token": "[CLS]", "sep_token": "[SEP]", "pad_token": "[PAD]", "unk_token": "[UNK]"}
 
@@ -309,6 +309,22 @@ class BertWordPieceTokenizer:
         return [self._tok.id_to_token(int(i)) for i in ids]
 
 
+def padded_length(lengths: Sequence[int], pad_to: int | None = None) -> int:
+    """The padded length T of a batch: its longest sequence, or ``pad_to`` when given.
+
+    Raises
+    ------
+    ValueError
+        if ``pad_to`` is shorter than the longest sequence (nothing is ever cut).
+    """
+    T = max(lengths)
+    if pad_to is not None:
+        if pad_to < T:
+            raise ValueError(f"pad_to={pad_to} is shorter than the longest sequence ({T} pieces)")
+        T = pad_to
+    return T
+
+
 def pad_batch(encodings: Sequence[WordEncoding], pad_id: int = 0, pad_to: int | None = None) -> dict:
     """Pad encodings to one batch (right padding).
 
@@ -331,11 +347,7 @@ def pad_batch(encodings: Sequence[WordEncoding], pad_id: int = 0, pad_to: int | 
     if not encodings:
         raise ValueError("pad_batch needs at least one encoding")
     B = len(encodings)
-    T = max(len(e) for e in encodings)
-    if pad_to is not None:
-        if pad_to < T:
-            raise ValueError(f"pad_to={pad_to} is shorter than the longest sequence ({T} pieces)")
-        T = pad_to
+    T = padded_length([len(e) for e in encodings], pad_to)
     W = max(e.first_piece.shape[0] for e in encodings)
     input_ids = np.full((B, T), pad_id, dtype=np.int64)  # (B, T)
     mask = np.zeros((B, T), dtype=np.int64)                # (B, T)

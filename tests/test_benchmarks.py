@@ -58,3 +58,12 @@ def test_text_crf_collect_summarises_runs(tmp_path):
     f1s = [r["test_f1"] for r in result["runs"]]
     assert result["mean_std"]["test_f1"][0] == pytest.approx(sum(f1s) / 2)
     assert "± " in (out / "text_crf_toy.md").read_text()
+    # The augmentation ablation table over arms; an arm name must match the runs' --aug.
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "text_crf.py"), "ablation", "--name", "toy",
+                           "--out", str(out), "--arm", "none", *runs], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    abl = json.loads((out / "augment_ablation_toy.json").read_text())
+    assert abl["arms"]["none"]["mean_std"]["test_f1"][0] == pytest.approx(sum(f1s) / 2)
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "text_crf.py"), "ablation", "--name", "toy",
+                           "--out", str(out), "--arm", "add", *runs], capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0 and "not 'add'" in proc.stderr

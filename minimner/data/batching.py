@@ -33,6 +33,7 @@ import numpy as np
 
 from minimner import backend
 from minimner.data.conll import Sentence
+from minimner.tokenization import padded_length
 from minimner.data.labels import (AUX2ID, AUX_CLS_ID, AUX_SEP_ID, AUX_X_ID, CLS_ID, SEP_ID, TAG2ID, X_ID,
                                   normalise_tag, to_aux)
 
@@ -215,11 +216,7 @@ def make_batch(examples: Sequence[Example], backend_name: str | None = None, pad
         raise ValueError("a batch mixes labelled and unlabelled examples")
     labelled = labelled.pop()
     B = len(examples)
-    T = max(len(ex) for ex in examples)
-    if pad_to is not None:
-        if pad_to < T:
-            raise ValueError(f"pad_to={pad_to} is shorter than the longest example ({T} pieces)")
-        T = pad_to
+    T = padded_length([len(ex) for ex in examples], pad_to)
     W = max(ex.first_piece.shape[0] for ex in examples)
     input_ids = np.zeros((B, T), dtype=np.int64)      # (B, T) 0 = [PAD]
     mask = np.zeros((B, T), dtype=bool)               # (B, T)

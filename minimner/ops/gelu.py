@@ -4,25 +4,27 @@
     gelu'(x) = Phi(x) + x * phi(x),  phi(x) = exp(-x^2 / 2) / sqrt(2 pi)  (standard normal PDF)
 
 Elementwise, so shapes are free: ``...`` is any shape (typically (B, T, 4C)).
-erf comes from :func:`minimner.backend.erf` (CuPy's kernel on GPU, the fdlibm
-rational approximation of :mod:`minimner._erf` on CPU).
+Phi comes from :func:`minimner.backend.normal_cdf`: ``0.5 (1 + erf(x/√2))`` with
+CuPy's erf kernel on GPU and the fdlibm erf of :mod:`minimner._erf` for float64;
+float32 NumPy arrays use the equivalent sigmoid form ``1 / (1 + exp(x A(x²)))``
+with a fitted degree-6 polynomial A (within 1.3e-7 of Phi in float32; see :mod:`minimner._erf`),
+which is what makes the largest elementwise op of BERT cheap on a CPU.
 """
 from __future__ import annotations
 
 import math
 from typing import NamedTuple
 
-from minimner.backend import erf, get_xp
+from minimner.backend import get_xp, normal_cdf
 
 __all__ = ["GeluCache", "gelu_forward", "gelu_backward"]
 
-_INV_SQRT2 = 1.0 / math.sqrt(2.0)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 
 
 class GeluCache(NamedTuple):
     x: object    # (...) stored: needed for the x * phi(x) term
-    cdf: object  # (...) stored Phi(x): recomputing it would cost a second erf
+    cdf: object  # (...) stored Phi(x): recomputing it would cost a second CDF evaluation
 
 
 def gelu_forward(x):
@@ -37,10 +39,8 @@ def gelu_forward(x):
     y : array (...), dtype of ``x``
     cache : GeluCache
     """
-    cdf = erf(x * _INV_SQRT2)                              # (...) erf(x/√2), dtype of x
-    cdf += 1.0                                             # in place on the fresh array: fewer
-    cdf *= 0.5                                             # temporaries, same maths -> Phi(x)
-    return x * cdf, GeluCache(x, cdf)
+    cdf = normal_cdf(x)                                    # (...) Phi(x), dtype of x
+    return x * cdf, GeluCache(x, cdf)                      # (...) x Phi(x)
 
 
 def gelu_backward(dy, cache):

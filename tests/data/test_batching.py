@@ -112,7 +112,7 @@ def test_make_batch_errors():
     exs = _examples([[1], [3]])
     with pytest.raises(ValueError, match="at least one"):
         make_batch([])
-    with pytest.raises(ValueError, match="pad_to=3 is shorter than the longest example \\(4 pieces\\)"):
+    with pytest.raises(ValueError, match="pad_to=3 is shorter than the longest sequence \\(4 pieces\\)"):
         make_batch(exs, pad_to=3)
     with pytest.raises(ValueError, match="mixes labelled and unlabelled"):
         make_batch([exs[0], encode_sentence(TOK, _sent(["a"]))])
