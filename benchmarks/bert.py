@@ -143,6 +143,41 @@ def matmul_flops(cfg, B: int, T: int) -> dict:
     return {"forward": L * per_layer, "forward+backward": 3 * L * per_layer}
 
 
+def matmul_only(cfg, B: int, T: int, repeats: int, warmup: int) -> float:
+    """Median seconds of the forward's matrix products alone, as NumPy runs them in minimner.
+
+    Per layer, on random float32 arrays of the model's shapes and layouts: the Q, K, V
+    and output projections ``(N, C) @ (C, C)ᵀ``, the feed-forward ``(N, C) @ (F, C)ᵀ`` and
+    ``(N, F) @ (C, F)ᵀ``, and the two attention products on (B, H, T, D) head views
+    (keys-major scores, as in :mod:`minimner.ops.attention`). No bias, activation,
+    normalisation or softmax: the gap between this and the full forward is what the
+    elementwise work costs.
+    """
+    C, F, H, L = cfg.hidden_size, cfg.intermediate_size, cfg.num_attention_heads, cfg.num_hidden_layers
+    N, D = B * T, C // H
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((N, C)).astype(np.float32)                 # (N, C)
+    h = rng.standard_normal((N, F)).astype(np.float32)                 # (N, F)
+    wc = rng.standard_normal((C, C)).astype(np.float32)                # (C, C)
+    w1 = rng.standard_normal((F, C)).astype(np.float32)                # (F, C)
+    w2 = rng.standard_normal((C, F)).astype(np.float32)                # (C, F)
+    p_t = rng.random((B, H, T, T)).astype(np.float32)                  # (B, H, Lk, Lq)
+
+    def heads(a):
+        return a.reshape(B, T, H, D).transpose(0, 2, 1, 3)             # (N, C) -> (B, H, T, D) view
+
+    def run():
+        for _ in range(L):
+            q, k, v = x @ wc.T, x @ wc.T, x @ wc.T                     # (N, C) @ (C, C) -> (N, C), three times
+            np.matmul(heads(k), heads(q).transpose(0, 1, 3, 2))        # (B,H,T,D) @ (B,H,D,T) -> (B,H,T,T)
+            ctx = np.matmul(p_t.transpose(0, 1, 3, 2), heads(v))       # (B,H,T,T) @ (B,H,T,D) -> (B,H,T,D)
+            ctx.transpose(0, 2, 1, 3).reshape(N, C) @ wc.T             # (N, C) @ (C, C) -> (N, C)
+            x @ w1.T                                                   # (N, C) @ (C, F) -> (N, F)
+            h @ w2.T                                                   # (N, F) @ (F, C) -> (N, C)
+
+    return statistics.median(timed(run, repeats, warmup))
+
+
 def sgemm_peak(n: int = 2048, repeats: int = 5) -> dict:
     """Best measured float32 GEMM rate (GFLOP/s) of NumPy's BLAS and of torch on n×n matrices."""
     import torch
@@ -215,6 +250,7 @@ def main(argv=None) -> int:
     ours_fwd, ours_all, ref_fwd, ref_all = steps(ours, ref, ids, mask, dout)
     flops = matmul_flops(ours.config, B, T)
     peak = sgemm_peak(512 if args.quick else 2048)
+    mm_only = matmul_only(ours.config, B, T, args.repeats, args.warmup)
     phases = {}
     for name, (a_fn, b_fn) in {"forward": (ours_fwd, ref_fwd), "forward+backward": (ours_all, ref_all)}.items():
         a = statistics.median(timed(a_fn, args.repeats, args.warmup))
@@ -244,7 +280,8 @@ def main(argv=None) -> int:
               "agreement_eval_mode": diffs, "matmul_gflop": {k: v / 1e9 for k, v in flops.items()},
               "sgemm_peak_gflops": peak, "phases": phases,
               "targets": {"forward": 1.5, "forward+backward": 2.0},
-              "peak_rss_rise_MiB": memory, "minimner_peak_traced_MiB": traced_peak / 2**20}
+              "peak_rss_rise_MiB": memory, "minimner_peak_traced_MiB": traced_peak / 2**20,
+              "forward_matmul_only_ms": mm_only * 1e3}
 
     lines = [f"# BERT benchmark: MiniLM-L6-H384, B={B}, T={T}, float32 CPU "
              f"(median of {args.repeats} runs after {args.warmup} warm-up)", "",
@@ -263,6 +300,12 @@ def main(argv=None) -> int:
               f"Matmul work: {result['matmul_gflop']['forward']:.1f} GFLOP forward, "
               f"{result['matmul_gflop']['forward+backward']:.1f} GFLOP forward+backward. Measured float32 "
               f"sgemm peak ({peak['n']}², best of 5): NumPy {peak['numpy']:.1f} GFLOP/s, torch {peak['torch']:.1f} GFLOP/s.",
+              "",
+              f"Where minimner's forward goes: its matrix products alone (same shapes and layouts, no elementwise "
+              f"work) take {mm_only * 1e3:.0f} ms = {mm_only * 1e3 / phases['forward']['transformers_ms']:.2f}× "
+              f"transformers' whole forward; the other {phases['forward']['minimner_ms'] - mm_only * 1e3:.0f} ms are "
+              f"NumPy's elementwise passes (GELU, LayerNorm, softmax, bias and residual adds, head merges), one "
+              f"un-fused pass per operation.",
               "",
               f"Peak memory of one forward+backward in a fresh process (sampled peak RSS − RSS before): "
               f"minimner {memory['minimner']:.0f} MiB, transformers {memory['transformers']:.0f} MiB; "
