@@ -107,6 +107,7 @@ def _head_view(x, num_heads):
     as it is, so the batched matmuls below read the projections in place.
     """
     B, L, C = x.shape
+    # Head h owns features h·D … h·D+D−1 of each row.
     return x.reshape(B, L, num_heads, C // num_heads).transpose(0, 2, 1, 3)  # (B,L,C) -> (B,L,H,D) -> (B,H,L,D)
 
 
