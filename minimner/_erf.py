@@ -25,10 +25,9 @@ into a high and a low half to evaluate ``exp(-x^2)`` more accurately; that
 only matters for ``erfc`` in the far tail (relative accuracy of a tiny number),
 not for ``erf = 1 - erfc`` whose absolute error it is, so we skip it.
 
-dtype: every branch is evaluated in the dtype of ``x`` (the Python-float
-coefficients are "weak" scalars and do not upcast a float32 array), so float32
-in gives float32 out with a few float32 ulps of error, and float64 gives
-float64 round-off.
+dtype: the result has the dtype of ``x``. float32 input is evaluated in float64
+and rounded once (within 6e-8 of erf); nothing on a hot path needs a float32 erf,
+because GELU's float32 path uses :func:`normal_cdf_float32` below instead.
 """
 from __future__ import annotations
 
@@ -85,50 +84,6 @@ def _erfc_tail(a, r, s):
     return np.exp(-a * a - 0.5625 + _poly(r, z) / _poly(s, z)) / a
 
 
-# float32 path: erf(x) ~= x * P(x^2) / Q(x^2) on x clamped to [-4, 4] (erf(4) = 1 - 1.5e-8
-# rounds to 1 in float32). This is the rational approximation XLA and Eigen use for float32
-# erf (coefficient values from Eigen's ``generic_fast_erf_float``); highest degree first.
-# Its approximation error is 6.5e-8; evaluated in float32 the Horner round-off would add up
-# to 4e-7 near |x| = 3-4, so it is evaluated in float64 (see _erf_float32) and rounded once.
-_F32_P = (-2.72614225801306e-10, 2.77068142495902e-08, -2.10102402082508e-06, -5.69250639462346e-05,
-          -7.34990630326855e-04, -2.95459980854025e-03, -1.60960333262415e-02)
-_F32_Q = (-1.45660718464996e-05, -2.13374055278905e-04, -1.68282697438203e-03, -7.37332916720468e-03,
-          -1.42647390514189e-02)
-_CHUNK = 1 << 15  # 32768 values: 256 KiB of float64 per temporary, so every pass stays in cache
-
-
-def _erf_float32(x):
-    """float32 erf without branches: clamp, two Horner polynomials, one division.
-
-    Why a separate path: the five masked fdlibm branches below cost ~5x more on the
-    (B·T, 4C) GELU input of BERT, which made erf the largest single cost of a BERT
-    forward pass. Here every value takes the same ~25 elementwise passes. They run in
-    float64 on cache-sized chunks (a loop over blocks, not over elements): float64
-    keeps the result within 1e-7 of erf (measured 9.5e-8 on 2M points of [-6, 6]),
-    and chunking keeps the passes in cache, so this costs less than one float32
-    pass over the whole array would. The result is rounded to float32 once.
-    float64 inputs (gradient checks) keep the fdlibm path, exact to round-off.
-    """
-    flat = np.ascontiguousarray(x).reshape(-1)             # (N,) float32
-    out = np.empty_like(flat)                              # (N,) float32
-    for s in range(0, flat.size, _CHUNK):
-        v = flat[s:s + _CHUNK].astype(np.float64)          # (n,) one cache-sized block, in float64
-        np.clip(v, -4.0, 4.0, out=v)
-        v2 = v * v                                         # (n,) x²
-        p = np.full_like(v2, _F32_P[0])
-        for c in _F32_P[1:]:                               # Horner, in place: p <- p·x² + c
-            p *= v2
-            p += c
-        q = np.full_like(v2, _F32_Q[0])
-        for c in _F32_Q[1:]:
-            q *= v2
-            q += c
-        p *= v                                             # x·P(x²)
-        p /= q                                             # x·P(x²)/Q(x²)
-        out[s:s + _CHUNK] = p                              # rounded to float32 once
-    return out.reshape(np.shape(x))                        # (...) nan stays nan
-
-
 def erf_numpy(x):
     """Elementwise error function of a NumPy array, in the dtype of ``x``.
 
@@ -149,7 +104,7 @@ def erf_numpy(x):
     if x.dtype.kind != "f":
         raise TypeError(f"erf_numpy expects a floating-point array, got dtype {x.dtype}")
     if x.dtype == np.float32:
-        return _erf_float32(x)
+        return erf_numpy(x.astype(np.float64)).astype(np.float32)   # float64 accuracy, rounded once
     shape = x.shape
     x = x.reshape(-1)                                      # (N,) flat: 0-d inputs become (1,)
     a = np.abs(x)                                          # (N,) |x|
@@ -202,7 +157,7 @@ def erf_numpy(x):
 #
 # Why this form: it costs one clamp, a degree-6 Horner polynomial, one np.exp (vectorised by
 # NumPy) and a reciprocal -- about 19 float32 passes over cache-sized blocks, 3x cheaper than the
-# float64 erf path (measured 4.7 vs 15.5 ms on a (1536, 1536) array). Like PyTorch's
+# erf-based GELU it replaced (measured 4.7 vs 15.5 ms on a (1536, 1536) array). Like PyTorch's
 # 0.5 * (1 + erf), it is accurate in absolute terms (the fit weights dPhi/dz): far in the left
 # tail, where Phi < 1e-6, its relative error grows.
 # ---------------------------------------------------------------------------------------------

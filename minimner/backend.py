@@ -174,7 +174,7 @@ def normal_cdf(x):
 
     The GELU's only transcendental. A float32 NumPy array takes the fast path
     :func:`minimner._erf.normal_cdf_float32` (a fitted sigmoid form, within 1.3e-7 of
-    Phi and 3x cheaper than going through the float32 erf); CuPy arrays
+    Phi and 3x cheaper than an erf-based float32 GELU); CuPy arrays
     and float64 (gradient checks) use the erf formula, exact to round-off.
     This CPU-only branch exists because NumPy has no erf ufunc.
     """
