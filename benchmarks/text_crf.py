@@ -65,6 +65,17 @@ def _mean_std(xs):
     return statistics.mean(xs), (statistics.stdev(xs) if len(xs) > 1 else 0.0)
 
 
+def _fmt(v):
+    """An F1-style number with 4 decimals, or an en dash when missing."""
+    return "–" if v is None else f"{v:.4f}"
+
+
+def _machine_line(mach):
+    """The machine a run was trained on, as one sentence."""
+    return (f"Machine: {mach['cpu']}, {mach['cores']} cores, {mach['platform']}, Python {mach['python']}, "
+            f"NumPy {mach['numpy']}, backend {mach.get('backend', 'numpy')}.")
+
+
 def _rows(runs):
     """One summary row per finished run folder."""
     rows = []
@@ -100,19 +111,16 @@ def _collect(args) -> int:
              "with constrained Viterbi.", "",
              "| run | seed | best epoch | valid F1 | test F1 | test F1 (strict IOB2) | train s/epoch |",
              "|---|---:|---:|---:|---:|---:|---:|"]
-    fmt = (lambda v: "–" if v is None else f"{v:.4f}")
     for r in rows:
-        lines.append(f"| {r['run']} | {r['seed']} | {r['best_epoch']} | {fmt(r['dev_f1'])} | {fmt(r['test_f1'])} | "
-                     f"{fmt(r['test_f1_strict'])} | {r['seconds_per_epoch_train']:.0f} |")
+        lines.append(f"| {r['run']} | {r['seed']} | {r['best_epoch']} | {_fmt(r['dev_f1'])} | {_fmt(r['test_f1'])} | "
+                     f"{_fmt(r['test_f1_strict'])} | {r['seconds_per_epoch_train']:.0f} |")
     m = {k: ("–" if v[0] is None else f"{v[0]:.4f} ± {v[1]:.4f}") for k, v in agg.items()}
     lines += ["", f"Mean ± sample std over {len(rows)} seed(s): valid F1 {m['dev_f1']}, test F1 {m['test_f1']}, "
               f"test F1 strict {m['test_f1_strict']}; training seconds per epoch "
               f"{agg['seconds_per_epoch_train'][0]:.0f}.", ""]
     if args.note:
         lines += [args.note, ""]
-    mach = rows[0]["machine"]
-    lines.append(f"Machine: {mach['cpu']}, {mach['cores']} cores, {mach['platform']}, Python {mach['python']}, "
-                 f"NumPy {mach['numpy']}, backend {mach.get('backend', 'numpy')}.")
+    lines.append(_machine_line(rows[0]["machine"]))
     write_text_atomic(out / f"text_crf_{args.name}.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
@@ -132,7 +140,6 @@ def _ablation(args) -> int:
     result = {"name": args.name, "arms": arms, "note": args.note}
     out = Path(args.out)
     write_json_atomic(out / f"augment_ablation_{args.name}.json", result)
-    fmt = (lambda v: "–" if v is None else f"{v:.4f}")
     pm = (lambda ms: "–" if ms[0] is None else f"{ms[0]:.4f} ± {ms[1]:.4f}")
     lines = [f"# Semantic augmentation ablation: {args.name}", "",
              "Text-only MiniLM-CRF recipe of `text_crf_*.md` (AdamW lr 1e-4, 10 % warmup, batch 24, 8 epochs, "
@@ -143,7 +150,7 @@ def _ablation(args) -> int:
              "| arm | valid F1 (mean ± std) | test F1 (mean ± std) | test F1 strict IOB2 | per-seed test F1 |",
              "|---|---:|---:|---:|---|"]
     for name, a in arms.items():
-        per = " / ".join(f"{fmt(r['test_f1'])} (seed {r['seed']})" for r in a["runs"])
+        per = " / ".join(f"{_fmt(r['test_f1'])} (seed {r['seed']})" for r in a["runs"])
         lines.append(f"| {name} | {pm(a['mean_std']['dev_f1'])} | {pm(a['mean_std']['test_f1'])} | "
                      f"{pm(a['mean_std']['test_f1_strict'])} | {per} |")
     base = arms.get("none", {}).get("mean_std", {}).get("test_f1", (None, None))[0]
@@ -154,9 +161,7 @@ def _ablation(args) -> int:
     lines.append("")
     if args.note:
         lines += [args.note, ""]
-    mach = next(iter(arms.values()))["runs"][0]["machine"]
-    lines.append(f"Machine: {mach['cpu']}, {mach['cores']} cores, {mach['platform']}, Python {mach['python']}, "
-                 f"NumPy {mach['numpy']}, backend {mach.get('backend', 'numpy')}.")
+    lines.append(_machine_line(next(iter(arms.values()))["runs"][0]["machine"]))
     write_text_atomic(out / f"augment_ablation_{args.name}.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
