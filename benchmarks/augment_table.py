@@ -37,25 +37,21 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import resource
 import sys
 import tempfile
 import time
-import tracemalloc
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+# benchmarks/_harness.py (this folder is on sys.path); importing it puts the repository root there too
+from _harness import ROOT, add_common, apply_threads, machine, machine_line, publish, traced_peak_mib
 
-from minimner.convert.io import write_json_atomic  # noqa: E402
-from minimner.machine import describe  # noqa: E402
-from minimner.lexicon.augment import AugmentationTable, build_table, collect_vocabulary  # noqa: E402
-from minimner.lexicon.io import load_lexicon  # noqa: E402
-from minimner.lexicon.neighbours import _DEFAULT_CHUNK_BYTES, _chunk_rows, resolve_words  # noqa: E402
+from minimner.lexicon.augment import AugmentationTable, build_table, collect_vocabulary
+from minimner.lexicon.io import load_lexicon
+from minimner.lexicon.neighbours import _DEFAULT_CHUNK_BYTES, _chunk_rows, resolve_words
 
 TOL = 2e-6
 
@@ -64,14 +60,6 @@ def data_files(data: Path) -> list[Path]:
     files = [data / ds / f"{split}.txt" for ds in ("twitter2015", "twitter2017")
              for split in ("train", "valid", "test")]
     return [f for f in files if f.is_file()]
-
-
-def _machine() -> dict:
-    try:
-        import torch
-        return describe(torch=torch.__version__, torch_threads=torch.get_num_threads())
-    except ImportError:
-        return describe(torch=None)
 
 
 def torch_reference(lexicon, qids, k, chunk_rows):
@@ -122,10 +110,8 @@ def main(argv=None) -> int:
     ap.add_argument("--lexicon", type=Path, default=None,
                     help="lexicon file (default: the converted GloVe 6B 50-d, made on first use)")
     ap.add_argument("-k", type=int, default=4)
-    ap.add_argument("--quick", action="store_true", help="a 2000-word sample of the vocabulary; writes nothing")
     ap.add_argument("--no-torch", action="store_true", help="skip the torch reference")
-    ap.add_argument("--torch-threads", type=int, default=None)
-    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    add_common(ap, quick="a 2000-word sample of the vocabulary; writes nothing", threads="torch")
     args = ap.parse_args(argv)
 
     files = data_files(args.data)
@@ -168,7 +154,7 @@ def main(argv=None) -> int:
         if j >= 0:
             rows_of.setdefault(j, r)
     uniq = np.array(sorted(rows_of), dtype=np.int64)
-    result = {"benchmark": "augment_table", "quick": args.quick, "machine": _machine(),
+    result = {"benchmark": "augment_table", "quick": args.quick, "machine": machine(torch=True),
               "data_files": [str(f.relative_to(args.data)) for f in files], "lexicon": str(lex_path),
               "lexicon_words": len(lex), "dim": lex.dim, "k": args.k, "vocabulary": len(vocab),
               "in_lexicon": int(table.in_lexicon.sum()), "lexicon_rows_searched": int(uniq.size),
@@ -180,8 +166,7 @@ def main(argv=None) -> int:
         except ImportError:
             torch = None
         if torch is not None:
-            if args.torch_threads:
-                torch.set_num_threads(args.torch_threads)
+            apply_threads(args)
             rows = _chunk_rows(len(lex), _DEFAULT_CHUNK_BYTES)
             t0 = time.perf_counter()
             ref = torch_reference(lex, uniq, args.k, rows)
@@ -192,19 +177,9 @@ def main(argv=None) -> int:
                                          "near_tie_rows": near, "max_abs_diff_weighted_sums": vdiff,
                                          "chunk_rows": rows, "threads": torch.get_num_threads()}
 
-    tracemalloc.start()
-    build_table(vocab, lex, k=args.k)
-    _, peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
-    result["peak_traced_build_mib"] = round(peak / 2**20, 1)
+    result["peak_traced_build_mib"] = round(traced_peak_mib(lambda: build_table(vocab, lex, k=args.k)), 1)
     result["peak_rss_process_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-
-    print(json.dumps(result, indent=2))
-    if not args.quick:
-        args.out.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(args.out / "augment_table.json", result)
-        (args.out / "augment_table.md.tmp").write_text(markdown(result), encoding="utf-8")
-        os.replace(args.out / "augment_table.md.tmp", args.out / "augment_table.md")
+    publish(result, markdown(result), "augment_table", args.out, write=not (args.quick or args.no_write))
     return 0
 
 
@@ -227,8 +202,7 @@ def markdown(r: dict) -> str:
     lines += ["", f"Peak traced memory of `build_table` (tracemalloc): {r['peak_traced_build_mib']} MiB; "
                   f"peak RSS of the whole process: {r['peak_rss_process_mib']} MiB. Cached table: "
                   f"{r['cache_bytes'] / 2**20:.1f} MiB.", "",
-              f"Machine: {m['cpu']}, {m['cores']} cores, {m['platform']}, Python {m['python']}, NumPy {m['numpy']}, "
-              f"torch {m.get('torch')}, 1-min load average {m['loadavg_1min']}."]
+              machine_line(m, torch_threads=False)]  # the reference's threads are in its own sentence
     return "\n".join(lines) + "\n"
 
 

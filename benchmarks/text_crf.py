@@ -35,10 +35,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from minimner.atomic import write_json_atomic, write_text_atomic  # noqa: E402
+# benchmarks/_harness.py (this folder is on sys.path)
+from _harness import RESULTS, machine_line, publish
 
 
 def _run(args) -> int:
@@ -71,9 +69,8 @@ def _fmt(v):
 
 
 def _machine_line(mach):
-    """The machine a run was trained on, as one sentence."""
-    return (f"Machine: {mach['cpu']}, {mach['cores']} cores, {mach['platform']}, Python {mach['python']}, "
-            f"NumPy {mach['numpy']}, backend {mach.get('backend', 'numpy')}.")
+    """The machine a run was trained on (its run.json record), as one sentence."""
+    return machine_line(mach, load=False, backend=True)
 
 
 def _rows(runs):
@@ -103,9 +100,14 @@ def _collect(args) -> int:
     agg = {k: _mean_std([r[k] for r in rows]) for k in ("dev_f1", "test_f1", "test_f1_strict",
                                                         "seconds_per_epoch_train")}
     result = {"name": args.name, "runs": rows, "mean_std": agg, "note": args.note}
-    out = Path(args.out)
-    write_json_atomic(out / f"text_crf_{args.name}.json", result)
-    lines = [f"# Text-only MiniLM-CRF baseline: {args.name}", "",
+    publish(result, collect_markdown(result), f"text_crf_{args.name}", args.out)
+    return 0
+
+
+def collect_markdown(result: dict) -> str:
+    """The report of ``collect`` (``benchmarks/results/text_crf_<name>.md``) from its result record."""
+    rows, agg, note = result["runs"], result["mean_std"], result["note"]
+    lines = [f"# Text-only MiniLM-CRF baseline: {result['name']}", "",
              "Recipe: MiniLM-L6-H384 + dropout 0.1 + linear + CRF, AdamW lr 1e-4, 10 % warmup then linear decay to 0, "
              "batch 24, 8 epochs, clipping 1.0, selected on valid micro-F1 (conlleval chunking), test scored once "
              "with constrained Viterbi.", "",
@@ -118,12 +120,10 @@ def _collect(args) -> int:
     lines += ["", f"Mean ± sample std over {len(rows)} seed(s): valid F1 {m['dev_f1']}, test F1 {m['test_f1']}, "
               f"test F1 strict {m['test_f1_strict']}; training seconds per epoch "
               f"{agg['seconds_per_epoch_train'][0]:.0f}.", ""]
-    if args.note:
-        lines += [args.note, ""]
+    if note:
+        lines += [note, ""]
     lines.append(_machine_line(rows[0]["machine"]))
-    write_text_atomic(out / f"text_crf_{args.name}.md", "\n".join(lines) + "\n")
-    print("\n".join(lines))
-    return 0
+    return "\n".join(lines) + "\n"
 
 
 def _ablation(args) -> int:
@@ -138,10 +138,15 @@ def _ablation(args) -> int:
         arms[name] = {"runs": rows, "mean_std": {k: _mean_std([r[k] for r in rows])
                                                  for k in ("dev_f1", "test_f1", "test_f1_strict")}}
     result = {"name": args.name, "arms": arms, "note": args.note}
-    out = Path(args.out)
-    write_json_atomic(out / f"augment_ablation_{args.name}.json", result)
+    publish(result, ablation_markdown(result), f"augment_ablation_{args.name}", args.out)
+    return 0
+
+
+def ablation_markdown(result: dict) -> str:
+    """The report of ``ablation`` (``benchmarks/results/augment_ablation_<name>.md``) from its result record."""
+    arms, note = result["arms"], result["note"]
     pm = (lambda ms: "–" if ms[0] is None else f"{ms[0]:.4f} ± {ms[1]:.4f}")
-    lines = [f"# Semantic augmentation ablation: {args.name}", "",
+    lines = [f"# Semantic augmentation ablation: {result['name']}", "",
              "Text-only MiniLM-CRF recipe of `text_crf_*.md` (AdamW lr 1e-4, 10 % warmup, batch 24, 8 epochs, "
              "clipping 1.0, model selected on valid micro-F1, test scored once, constrained Viterbi) with the "
              "augmentation fused after BERT (SPEC §2.3): `none`, `add` (the paper's, h + W a) or `gate`. "
@@ -159,12 +164,10 @@ def _ablation(args) -> int:
             f"{n} {100 * (a['mean_std']['test_f1'][0] - base):+.2f} points" for n, a in arms.items() if n != "none")
             + f" (sample std over {len(next(iter(arms.values()))['runs'])} seeds shown above)."]
     lines.append("")
-    if args.note:
-        lines += [args.note, ""]
+    if note:
+        lines += [note, ""]
     lines.append(_machine_line(next(iter(arms.values()))["runs"][0]["machine"]))
-    write_text_atomic(out / f"augment_ablation_{args.name}.md", "\n".join(lines) + "\n")
-    print("\n".join(lines))
-    return 0
+    return "\n".join(lines) + "\n"
 
 
 def main(argv=None) -> int:
@@ -181,14 +184,14 @@ def main(argv=None) -> int:
     c.add_argument("runs", nargs="+")
     c.add_argument("--name", required=True)
     c.add_argument("--note", default="", help="a sentence on how the runs were executed")
-    c.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    c.add_argument("--out", type=Path, default=RESULTS)
     c.set_defaults(func=_collect)
     a = sub.add_parser("ablation", help="compare augmentation arms (mean ± std of test F1 per arm)")
     a.add_argument("--arm", nargs="+", action="append", required=True, metavar=("NAME", "RUN"),
                    help="an arm name (none/add/gate/embed, checked against each run's config) and its run folders")
     a.add_argument("--name", required=True)
     a.add_argument("--note", default="", help="a sentence on how the runs were executed")
-    a.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    a.add_argument("--out", type=Path, default=RESULTS)
     a.set_defaults(func=_ablation)
     args = ap.parse_args(argv)
     return args.func(args)

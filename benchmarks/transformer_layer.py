@@ -28,27 +28,18 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import statistics
-import subprocess
 import sys
-import time
-import tracemalloc
-from pathlib import Path
 
-_BLAS_THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
-if "--threads" in sys.argv[:-1]:  # must be set before NumPy loads its BLAS
-    for _var in _BLAS_THREAD_VARS:
-        os.environ[_var] = sys.argv[sys.argv.index("--threads") + 1]
+# benchmarks/_harness.py (this folder is on sys.path); importing it puts the repository root there too.
+# It does not load NumPy, so --threads can still reach the BLAS.
+import _harness
+from _harness import (add_common, apply_threads, child_options, machine, machine_line, memory_child, memory_pair,
+                      publish, time_pair, traced_peak_mib)
+
+_harness.blas_threads_from_argv()  # must run before NumPy loads its BLAS
 
 import numpy as np  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from minimner.atomic import write_text_atomic  # noqa: E402
-from minimner.machine import describe, peak_rss_rise  # noqa: E402
 from minimner.nn.attention import BertLayer  # noqa: E402
 
 
@@ -132,40 +123,11 @@ def agreement(ours, ref, x, mask, dout, tx, tadd, tdout):
     return problems, diffs
 
 
-def timed_pair(fn_a, fn_b, repeats, warmup):
-    """Per-run times of two callables, interleaved (a, b, a, b, …) so load changes hit both alike."""
-    for _ in range(warmup):
-        fn_a()
-        fn_b()
-    ta, tb = [], []
-    for _ in range(repeats):
-        for fn, out in ((fn_a, ta), (fn_b, tb)):
-            t0 = time.perf_counter()
-            fn()
-            out.append(time.perf_counter() - t0)
-    return ta, tb
-
-
-def _machine() -> dict:
-    import torch
-    import transformers
-    return describe(torch=torch.__version__, transformers=transformers.__version__,
-                    torch_threads=torch.get_num_threads(),
-                    blas_threads_env={v: os.environ.get(v) for v in _BLAS_THREAD_VARS})
-
-
-def memory_child(side: str, shape: list[int], dropout: float) -> dict:
-    """Runs in a fresh process: peak RSS rise during the first forward+backward of one side.
-
-    A sampler thread reads the RSS every 0.5 ms while the step runs (NumPy and torch
-    release the GIL in their kernels); the result is the peak minus the RSS just
-    before the step. ``ru_maxrss`` is no use here: the import of transformers
-    already set a higher high-water mark than one layer step reaches.
-    """
+def step_of(side: str, shape: list[int], dropout: float):
+    """The first forward+backward of one side on fresh layers, ready to run (for the memory child)."""
     ours, ref, *data = build(*shape, dropout)
     _, ours_all, _, ref_all = steps(ours, ref, *data)
-    fn = ours_all if side == "minimner" else ref_all
-    return {"peak_rss_rise_MiB": peak_rss_rise(fn)}
+    return ours_all if side == "minimner" else ref_all
 
 
 def main(argv=None) -> int:
@@ -176,28 +138,16 @@ def main(argv=None) -> int:
     ap.add_argument("--heads", type=int, default=12)
     ap.add_argument("--ffn", type=int, default=1536)
     ap.add_argument("--dropout", type=float, default=0.1)
-    ap.add_argument("--repeats", type=int, default=20)
-    ap.add_argument("--warmup", type=int, default=3)
-    ap.add_argument("--quick", action="store_true", help="tiny shapes, 2 repeats, 1 warm-up (smoke test)")
-    ap.add_argument("--threads", type=int, default=None,
-                    help="limit both sides to N threads (torch.set_num_threads and the BLAS env vars); "
-                         "default: each library's own choice")
-    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results",
-                    help="folder for transformer_layer.json/.md (default benchmarks/results)")
-    ap.add_argument("--no-write", action="store_true", help="print only")
-    ap.add_argument("--memory-child", choices=["minimner", "transformers"], help=argparse.SUPPRESS)
+    add_common(ap, quick="tiny shapes, 2 repeats, 1 warm-up (smoke test)", repeats=20, warmup=3, threads="all",
+               memory_sides=("minimner", "transformers"))
     args = ap.parse_args(argv)
     if args.quick:
         args.batch, args.length, args.hidden, args.heads, args.ffn = 2, 8, 32, 4, 64
         args.repeats, args.warmup = 2, 1
     shape = [args.batch, args.length, args.hidden, args.heads, args.ffn]
-
-    import torch
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    apply_threads(args)
     if args.memory_child:
-        print(json.dumps(memory_child(args.memory_child, shape, args.dropout)))
-        return 0
+        return memory_child(step_of(args.memory_child, shape, args.dropout))
 
     data = build(*shape, args.dropout)
     problems, diffs = agreement(*data)
@@ -206,59 +156,47 @@ def main(argv=None) -> int:
         return 1
 
     ours_fwd, ours_all, ref_fwd, ref_all = steps(*data)
-    phases = {}
-    for name, (a_fn, b_fn) in {"forward": (ours_fwd, ref_fwd), "forward+backward": (ours_all, ref_all)}.items():
-        ta, tb = timed_pair(a_fn, b_fn, args.repeats, args.warmup)
-        a, b = statistics.median(ta), statistics.median(tb)
-        phases[name] = {"minimner_ms": a * 1e3, "transformers_ms": b * 1e3, "ratio": a / b}
+    phases = {name: time_pair(a_fn, b_fn, args.repeats, args.warmup).row("transformers")
+              for name, (a_fn, b_fn) in {"forward": (ours_fwd, ref_fwd),
+                                         "forward+backward": (ours_all, ref_all)}.items()}
 
-    tracemalloc.start()
-    ours_all()
-    _, traced_peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
-    memory = {}
-    for side in ("minimner", "transformers"):
-        cmd = [sys.executable, __file__, "--memory-child", side, "--dropout", str(args.dropout),
-               "--batch", str(args.batch), "--length", str(args.length), "--hidden", str(args.hidden),
-               "--heads", str(args.heads), "--ffn", str(args.ffn)]
-        if args.threads:
-            cmd += ["--threads", str(args.threads)]
-        res = subprocess.run(cmd, capture_output=True, text=True, check=True)
-        memory[side] = json.loads(res.stdout.strip().splitlines()[-1])["peak_rss_rise_MiB"]
+    traced_peak = traced_peak_mib(ours_all)
+    # the child gets the sizes after --quick, and --threads so that it too limits the BLAS before NumPy loads
+    memory = memory_pair(__file__, ("minimner", "transformers"),
+                         child_options(args, "dropout", "batch", "length", "hidden", "heads", "ffn", "threads"))
 
     B, T, C, H, F = shape
     result = {"benchmark": "transformer_layer",
               "shape": {"B": B, "T": T, "C": C, "heads": H, "F": F, "dropout": args.dropout,
                         "mean_length": float(data[3].sum(1).mean())},
-              "repeats": args.repeats, "warmup": args.warmup, "machine": _machine(),
+              "repeats": args.repeats, "warmup": args.warmup,
+              "machine": machine(torch=True, transformers=True, blas_env=True),
               "agreement_eval_mode_scaled_max_diff": diffs,
               "phases": phases, "ratio": phases["forward+backward"]["ratio"],
-              "peak_rss_rise_MiB": memory, "minimner_peak_traced_MiB": traced_peak / 2**20}
+              "peak_rss_rise_MiB": memory, "minimner_peak_traced_MiB": traced_peak}
+    publish(result, markdown(result), "transformer_layer", args.out, write=not args.no_write)
+    return 0
 
-    lines = [f"# Transformer layer benchmark (B={B}, T={T}, C={C}, {H} heads, F={F}, float32, "
-             f"training mode, dropout {args.dropout}; median of {args.repeats} runs after {args.warmup} warm-up)", "",
+
+def markdown(result: dict) -> str:
+    """The report of one run (``benchmarks/results/transformer_layer.md``) from its result record."""
+    sh, phases, memory = result["shape"], result["phases"], result["peak_rss_rise_MiB"]
+    diffs = result["agreement_eval_mode_scaled_max_diff"]
+    lines = [f"# Transformer layer benchmark (B={sh['B']}, T={sh['T']}, C={sh['C']}, {sh['heads']} heads, "
+             f"F={sh['F']}, float32, training mode, dropout {sh['dropout']}; median of {result['repeats']} runs "
+             f"after {result['warmup']} warm-up)", "",
              "| phase | minimner (ms) | transformers BertLayer (ms) | ratio minimner / transformers |",
              "|---|---:|---:|---:|"]
     for name, r in phases.items():
         lines.append(f"| {name} | {r['minimner_ms']:.1f} | {r['transformers_ms']:.1f} | {r['ratio']:.2f} |")
-    m = result["machine"]
     lines += ["", "Peak memory of the first forward+backward in a fresh process (sampled peak RSS − RSS before): "
                   f"minimner {memory['minimner']:.1f} MiB, transformers {memory['transformers']:.1f} MiB; "
                   f"minimner peak traced (tracemalloc) {result['minimner_peak_traced_MiB']:.1f} MiB.", "",
               f"Agreement (eval mode, max |diff| / max(1, max |ref|)): output {diffs['out']:.1e}, "
               f"dx {diffs['dx']:.1e}, "
               f"parameter gradients {diffs['param_grads']:.1e}.", "",
-              f"Machine: {m['cpu']}, {m['cores']} cores, {m['platform']}, Python {m['python']}, "
-              f"NumPy {m['numpy']} (BLAS thread env {m['blas_threads_env']['OPENBLAS_NUM_THREADS'] or 'unset'}), "
-              f"torch {m['torch']} ({m['torch_threads']} threads), transformers "
-              f"{m['transformers']}, 1-min load average {m['loadavg_1min']}.", ""]
-    text = "\n".join(lines)
-    print(text)
-    if not args.no_write:
-        args.out.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(args.out / "transformer_layer.json", json.dumps(result, indent=2) + "\n")
-        write_text_atomic(args.out / "transformer_layer.md", text)
-    return 0
+              machine_line(result["machine"]), ""]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -32,30 +32,28 @@ The gradient of the NLL is *expected minus observed counts*::
 (because ∂ log Z / ∂θ is the expectation of ∂ score / ∂θ under the model).
 
 Viterbi is the same forward recursion with ``max`` in place of ``logsumexp``
-plus back-pointers; :class:`Constraints` turns disallowed start/end/transition
-entries and per-position tags into ``−inf`` scores for constrained decoding.
+plus back-pointers; a :class:`minimner.constraints.Constraints` turns disallowed
+start/end/transition entries and per-position tags into ``−inf`` scores for
+constrained decoding (its builders, e.g. ``paper_constraints``, live in
+:mod:`minimner.constraints`).
 
 Dimension legend: B batch, T word-piece tokens (time steps), K tags.
 """
 from __future__ import annotations
 
-from typing import NamedTuple, Sequence
+from typing import NamedTuple
 
 from minimner.backend import get_xp
-from minimner.data.labels import CLS, MAIN_TAGS, PAD, SEP, X
+from minimner.constraints import Constraints
 from minimner.ops.softmax import logsumexp
 
 __all__ = [
-    "Constraints", "CRFCache",
+    "CRFCache",
     "crf_path_score", "crf_alphas", "crf_betas", "crf_log_partition",
     "crf_marginals", "crf_pairwise_marginals",
     "crf_nll_forward", "crf_nll_backward",
     "crf_viterbi", "paths_to_lists",
-    "bio_constraints", "word_position_allowed", "paper_constraints", "PAPER_MAIN_TAGS",
 ]
-
-#: The paper's main label set (SPEC §1.2; :data:`minimner.data.labels.MAIN_TAGS`), id = index, 0 = padding.
-PAPER_MAIN_TAGS = MAIN_TAGS
 
 
 # --------------------------------------------------------------------------- helpers
@@ -429,28 +427,6 @@ def crf_nll_backward(dnll, cache):
 
 
 # ----------------------------------------------------------------------------- Viterbi
-class Constraints(NamedTuple):
-    """Which tags and moves constrained Viterbi may use (``True`` = allowed).
-
-    Every field is optional (``None`` = no constraint of that kind) and boolean:
-
-    transitions : (K, K) — ``transitions[i, j]``: may tag j follow tag i?
-    start : (K,) — may a sequence start with tag k?
-    end : (K,) — may a sequence end (at its position n − 1) with tag k?
-    tags : (K,), (T, K) or (B, T, K), broadcast to (B, T, K) — may position t of
-        sequence b take tag k? This is where position-dependent rules go, e.g.
-        "word positions may not be X/[CLS]/[SEP]" while X stays legal on the
-        later word pieces (see :func:`word_position_allowed`).
-
-    Disallowed entries get a score of ``−inf``, so Viterbi returns the best path
-    among the allowed ones. A sequence with no allowed path gets score ``−inf``.
-    """
-    transitions: object = None
-    start: object = None
-    end: object = None
-    tags: object = None
-
-
 def crf_viterbi(emissions, mask, start, end, trans, allowed: Constraints | None = None):
     """Best tag path per sequence (Viterbi with back-pointers), optionally constrained.
 
@@ -469,7 +445,8 @@ def crf_viterbi(emissions, mask, start, end, trans, allowed: Constraints | None 
     ----------
     emissions : (B, T, K) float       mask : (B, T) bool prefix mask
     start, end : (K,) float           trans : (K, K) float
-    allowed : Constraints or None. Its arrays must live on the emissions' backend.
+    allowed : :class:`minimner.constraints.Constraints` or None. Its arrays must live on the
+        emissions' backend.
 
     Returns
     -------
@@ -546,121 +523,3 @@ def paths_to_lists(paths, mask) -> list[list[int]]:
     p = asnumpy(paths)                                         # (B, T) on host
     n = asnumpy(mask).sum(axis=1)                              # (B,)
     return [row[:k].tolist() for row, k in zip(p, n)]
-
-
-# -------------------------------------------------------------- constraint builders
-def bio_constraints(tag_names: Sequence[str], *, transparent: Sequence[str] = (),
-                    forbidden: Sequence[str] = (), bos: str | None = None,
-                    eos: str | None = None, xp=None) -> Constraints:
-    """Transition/start/end constraints for the BIO (IOB2) scheme.
-
-    Rules (tags are recognised by their ``B-``/``I-`` prefixes):
-
-    1. ``I-x`` may follow only ``B-x``, ``I-x`` or a *transparent* tag, and may
-       not start a sequence. Transparent tags (the paper's ``X``, on later word
-       pieces) are first-order blind: ``B-PER X I-PER`` is legal, so ``I-x``
-       after ``X`` must be allowed for every x (a first-order CRF cannot
-       remember the type across the ``X``).
-    2. ``forbidden`` tags (e.g. ``PAD``) are never used: no start, end, in or out.
-    3. ``bos`` (e.g. ``[CLS]``): if given, only it may start a sequence and
-       nothing may move into it.
-    4. ``eos`` (e.g. ``[SEP]``): if given, only it may end a sequence and it may
-       not move anywhere.
-
-    Parameters
-    ----------
-    tag_names : the K tag names, index = tag id.
-    xp : array module of the result (default NumPy); move it next to the
-        emissions with :func:`minimner.backend.asarray` if needed.
-
-    Returns
-    -------
-    Constraints with ``transitions (K, K)``, ``start (K,)``, ``end (K,)`` bool
-    and ``tags=None``.
-    """
-    import numpy as np  # the builder works on host: these are tiny static tables
-    names = list(tag_names)
-    K = len(names)
-    index = {n: i for i, n in enumerate(names)}
-    for n in list(transparent) + list(forbidden) + [x for x in (bos, eos) if x is not None]:
-        if n not in index:
-            raise ValueError(f"tag {n!r} is not in tag_names {names}")
-    trans = np.ones((K, K), dtype=bool)                        # (K, K)
-    start = np.ones(K, dtype=bool)                             # (K,)
-    end = np.ones(K, dtype=bool)                               # (K,)
-    for j, nj in enumerate(names):
-        if nj.startswith("I-"):
-            typ = nj[2:]
-            ok_prev = {f"B-{typ}", f"I-{typ}", *transparent}
-            for i, ni in enumerate(names):
-                trans[i, j] = ni in ok_prev
-            start[j] = False
-    for n in forbidden:
-        k = index[n]
-        trans[k, :] = trans[:, k] = start[k] = end[k] = False
-    if bos is not None:
-        k = index[bos]
-        start[:] = False
-        start[k] = True
-        trans[:, k] = False
-    if eos is not None:
-        k = index[eos]
-        end[:] = False
-        end[k] = True
-        trans[k, :] = False
-    if xp is not None and xp is not np:
-        trans, start, end = xp.asarray(trans), xp.asarray(start), xp.asarray(end)
-    return Constraints(transitions=trans, start=start, end=end)
-
-
-def word_position_allowed(word_mask, tag_names: Sequence[str],
-                          disallowed: Sequence[str] = (X, CLS, SEP, PAD)):
-    """Per-position tag mask: word positions may not take the ``disallowed`` tags.
-
-    SPEC §8.3: the position of a word's *first* word piece is scored, so it should
-    only decode to O / B-x / I-x; X stays legal on the later word pieces, and
-    [CLS]/[SEP] on their own positions.
-
-    Parameters
-    ----------
-    word_mask : (B, T) bool, True at the first word piece of each word (the
-        positions that are scored). Any backend.
-    tag_names : the K tag names.
-
-    Returns
-    -------
-    allowed_tags : (B, T, K) bool on the backend of ``word_mask``: False where
-        ``word_mask`` is True and the tag is disallowed, True elsewhere. Put it
-        in ``Constraints.tags``.
-    """
-    xp = get_xp(word_mask)
-    names = list(tag_names)
-    missing = [n for n in disallowed if n not in names]
-    if missing:
-        raise ValueError(f"disallowed tags {missing} are not in tag_names {names}")
-    if getattr(word_mask, "ndim", None) != 2 or word_mask.dtype.kind != "b":
-        raise ValueError(f"word_mask must be a boolean (B, T) array, got "
-                         f"{getattr(word_mask, 'dtype', None)} {getattr(word_mask, 'shape', None)}")
-    bad = xp.asarray([n in disallowed for n in names])         # (K,) bool: host list -> tiny array
-    return ~(word_mask[:, :, None] & bad)                      # (B, T, 1) & (K,) -> (B, T, K)
-
-
-def paper_constraints(word_mask=None, tag_names: Sequence[str] = PAPER_MAIN_TAGS, xp=None) -> Constraints:
-    """The constraint set minimner uses for the paper's 13 main tags (SPEC §1.2, §8.3).
-
-    * BIO validity with ``X`` transparent (``B-PER X I-PER`` is legal);
-    * ``PAD`` (id 0) is never predicted;
-    * every sequence starts with ``[CLS]`` and ends with ``[SEP]``, each used once;
-    * with ``word_mask`` (B, T) bool — True at the first word piece of each
-      word — word positions may not be ``X``/``[CLS]``/``[SEP]``.
-
-    Returns
-    -------
-    Constraints (``tags`` is (B, T, K) when ``word_mask`` is given, else None).
-    """
-    if xp is None and word_mask is not None:
-        xp = get_xp(word_mask)
-    c = bio_constraints(tag_names, transparent=(X,), forbidden=(PAD,), bos=CLS, eos=SEP, xp=xp)
-    if word_mask is not None:
-        c = c._replace(tags=word_position_allowed(word_mask, tag_names))
-    return c

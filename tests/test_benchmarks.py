@@ -1,10 +1,18 @@
-"""Every benchmark harness still runs (smoke test at tiny sizes; nothing is written)."""
+"""The benchmark harnesses: each still runs (smoke test at tiny sizes; nothing is written), the shared
+pieces of benchmarks/_harness.py do what they say, and every committed report in benchmarks/results/
+is what its harness renders from the committed result record."""
+import importlib.util
+import json
 import subprocess
 import sys
+import textwrap
 
+import numpy as np
 import pytest
 
 from tests.conftest import ROOT, data_dir
+
+BENCH = ROOT / "benchmarks"
 
 HARNESSES = {
     "transformer_layer.py": ["--quick", "--no-write"],
@@ -67,3 +75,161 @@ def test_text_crf_collect_summarises_runs(tmp_path):
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "text_crf.py"), "ablation", "--name", "toy",
                            "--out", str(out), "--arm", "add", *runs], capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0 and "not 'add'" in proc.stderr
+
+
+# ------------------------------------------------------------------------- benchmarks/_harness.py
+@pytest.fixture
+def harness(monkeypatch):
+    """benchmarks/_harness.py, imported the way the scripts import it (their folder on sys.path)."""
+    monkeypatch.syspath_prepend(str(BENCH))
+    import _harness
+    return _harness
+
+
+def load_benchmark(monkeypatch, name):
+    """benchmarks/<name>.py as a module (not run)."""
+    monkeypatch.syspath_prepend(str(BENCH))
+    spec = importlib.util.spec_from_file_location(f"_benchmark_{name}", BENCH / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_time_pair_interleaves_and_summarises(harness, monkeypatch):
+    clock = [0.0]
+    monkeypatch.setattr(harness.time, "perf_counter", lambda: clock[0])
+    calls = []
+    ours_s, ref_s = iter([9.0, 1.0, 4.0, 2.0, 3.0, 5.0]), iter([9.0, 2.0, 2.0, 2.0, 4.0, 10.0])
+
+    def ours():
+        calls.append("ours")
+        clock[0] += next(ours_s)
+
+    def ref():
+        calls.append("ref")
+        clock[0] += next(ref_s)
+
+    pair = harness.time_pair(ours, ref, repeats=5, warmup=1)
+    assert calls == ["ours", "ref"] * 6                         # warm-up first, then strictly alternating
+    assert pair.ours.seconds == (1.0, 4.0, 2.0, 3.0, 5.0) and pair.ref.seconds == (2.0, 2.0, 2.0, 4.0, 10.0)
+    assert (pair.ours.median, pair.ours.best, pair.ours.spread) == (3.0, 1.0, 2.0)   # IQR: q3 4 − q1 2
+    assert (pair.ref.median, pair.ref.best, pair.ref.spread) == (2.0, 2.0, 2.0)
+    assert pair.ratio == 1.5 and pair.ratio_of_best == 0.5
+    assert pair.row("torch") == {"minimner_ms": 3000.0, "torch_ms": 2000.0, "ratio": 1.5}
+    row = pair.row("torch", best=True, spread=True)
+    assert list(row) == ["minimner_ms", "torch_ms", "ratio", "minimner_min_ms", "torch_min_ms", "ratio_of_mins",
+                         "minimner_iqr_ms", "torch_iqr_ms"]
+    assert (row["minimner_min_ms"], row["torch_min_ms"], row["ratio_of_mins"]) == (1000.0, 2000.0, 0.5)
+    assert harness.Timing((0.25,)).spread == 0.0
+
+
+def test_timed_counts_only_the_timed_calls(harness):
+    n = []
+    t = harness.timed(lambda: n.append(1), repeats=4, warmup=3)
+    assert len(n) == 7 and len(t.seconds) == 4 and all(x >= 0 for x in t.seconds)
+
+
+def test_traced_peak_sees_numpy_allocations(harness):
+    peak = harness.traced_peak_mib(lambda: np.ones(4 * 2**20 // 8))   # 4 MiB of float64
+    assert 4.0 <= peak < 16.0
+    assert harness.traced_peak_mib(lambda: None) < 1.0
+
+
+def test_memory_pair_runs_one_child_per_side(harness, tmp_path):
+    script = tmp_path / "bench.py"
+    script.write_text(textwrap.dedent(f"""
+        import argparse, sys, time
+        sys.path.insert(0, {str(BENCH)!r})
+        from _harness import add_common, memory_child
+        ap = add_common(argparse.ArgumentParser(), quick="-", memory_sides=("big", "small"))
+        ap.add_argument("--mib", type=int, default=0)
+        args = ap.parse_args()
+
+        def step():
+            import numpy as np
+            block = np.ones(args.mib * 2**20 // 8) if args.memory_child == "big" else None   # touched pages
+            time.sleep(0.05)                                       # held while the sampler looks
+            return block
+
+        sys.exit(memory_child(step))
+    """))
+    memory = harness.memory_pair(script, ("big", "small"), ["--mib", "64"])
+    assert list(memory) == ["big", "small"]
+    assert memory["big"] > 48 and memory["small"] < 16, memory
+    with pytest.raises(subprocess.CalledProcessError):
+        harness.child_json(script, ["--memory-child", "nonsense"])
+
+
+def test_machine_record_and_line(harness):
+    m = harness.machine(torch=False, blas_env=True, note="x")
+    assert {"platform", "python", "cpu", "cores", "numpy", "backend", "loadavg_1min"} <= set(m)
+    assert set(m["blas_threads_env"]) == set(harness.BLAS_THREAD_VARS) and m["note"] == "x" and "torch" not in m
+    base = {"cpu": "CPU", "cores": 2, "platform": "Linux", "python": "3.11", "numpy": "2.4", "backend": "numpy",
+            "loadavg_1min": 1.5}
+    assert harness.machine_line(base) == "Machine: CPU, 2 cores, Linux, Python 3.11, NumPy 2.4, 1-min load average 1.5."
+    full = dict(base, torch="2.1", torch_threads=4, transformers="5.0",
+                blas_threads_env={"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"})
+    assert harness.machine_line(full) == ("Machine: CPU, 2 cores, Linux, Python 3.11, NumPy 2.4 (BLAS thread env 1), "
+                                          "torch 2.1 (4 threads), transformers 5.0, 1-min load average 1.5.")
+    assert harness.machine_line(dict(base, torch=None), torch_threads=False) == (
+        "Machine: CPU, 2 cores, Linux, Python 3.11, NumPy 2.4, torch None, 1-min load average 1.5.")
+    assert harness.machine_line(base, load=False, backend=True) == (
+        "Machine: CPU, 2 cores, Linux, Python 3.11, NumPy 2.4, backend numpy.")
+
+
+def test_common_options_threads_and_child_options(harness, monkeypatch):
+    import argparse
+
+    ap = harness.add_common(argparse.ArgumentParser(), quick="tiny", repeats=7, warmup=2, threads="all",
+                            out=("--results", "--out"), memory_sides=("a", "b"))
+    args = ap.parse_args([])
+    assert (args.repeats, args.warmup, args.quick, args.threads, args.no_write, args.memory_child) == \
+        (7, 2, False, None, False, None)
+    assert args.out == harness.RESULTS
+    args = ap.parse_args(["--results", "/x", "--threads", "3", "--quick", "--no-write"])
+    assert str(args.out) == "/x" and args.threads == 3 and args.quick and args.no_write
+    assert harness.child_options(args, "repeats", "threads", "memory_child") == ["--repeats", "7", "--threads", "3"]
+    ap = harness.add_common(argparse.ArgumentParser(), quick="tiny", threads="torch", no_write=False)
+    args = ap.parse_args(["--torch-threads", "2"])
+    assert args.torch_threads == 2 and not hasattr(args, "no_write") and not hasattr(args, "repeats")
+    assert harness.child_options(args, "torch_threads") == ["--torch-threads", "2"]
+    for var in harness.BLAS_THREAD_VARS:
+        monkeypatch.delenv(var, raising=False)
+    harness.blas_threads_from_argv(["bench.py", "--threads", "5"])
+    assert all(harness.os.environ[v] == "5" for v in harness.BLAS_THREAD_VARS)
+    env = harness.blas_env(2, {"PATH": "/bin"})
+    assert env == {"PATH": "/bin", **{v: "2" for v in harness.BLAS_THREAD_VARS}}
+    assert harness.blas_env(None, {"PATH": "/bin"}) == {"PATH": "/bin"}
+
+
+def test_publish_prints_and_writes(harness, tmp_path, capsys):
+    result, text = {"benchmark": "toy", "times_s": [0.5, 0.25]}, "# Toy\n\nMachine: here.\n"
+    harness.publish(result, text, "toy", tmp_path / "nothing", write=False)
+    assert capsys.readouterr().out.startswith(text) and not (tmp_path / "nothing").exists()
+    harness.publish(result, text, "toy", tmp_path / "out")
+    assert json.loads((tmp_path / "out" / "toy.json").read_text()) == result
+    assert (tmp_path / "out" / "toy.md").read_text() == text
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["toy.json", "toy.md"]   # no temporary left
+
+
+# The committed reports: (results glob, harness, function rendering the .md from the .json).
+REPORTS = [("bert.json", "bert", "markdown"), ("crf.json", "crf", "markdown"),
+           ("transformer_layer.json", "transformer_layer", "markdown"), ("resnet*.json", "resnet", "markdown"),
+           ("augment_table.json", "augment_table", "markdown"),
+           ("text_crf_*.json", "text_crf", "collect_markdown"),
+           ("augment_ablation_*.json", "text_crf", "ablation_markdown"),
+           ("mgcmt_parity.json", "mgcmt_parity", "markdown")]
+COMMITTED = [(path.name, module, fn) for pattern, module, fn in REPORTS
+             for path in sorted((BENCH / "results").glob(pattern))]
+
+
+@pytest.mark.parametrize("name,module,fn", COMMITTED)
+def test_committed_report_is_rendered_from_its_record(name, module, fn, monkeypatch):
+    """The .md beside each committed .json is byte for byte what the harness writes for that record."""
+    record = json.loads((BENCH / "results" / name).read_text())
+    rendered = getattr(load_benchmark(monkeypatch, module), fn)(record)
+    assert rendered == (BENCH / "results" / name).with_suffix(".md").read_text(encoding="utf-8")
+
+
+def test_every_committed_record_has_a_renderer():
+    assert len(COMMITTED) == len(list((BENCH / "results").glob("*.json"))) >= 8

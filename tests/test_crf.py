@@ -5,7 +5,7 @@
 * central-difference gradient checks of the NLL (float64, random upstream);
 * hypothesis property tests on tiny shapes;
 * float32 stability for long sequences and large emissions;
-* the constraint builders.
+* constrained Viterbi (the constraint builders are tested in tests/test_constraints.py).
 """
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from hypothesis import given, settings, strategies as st
 
 from minimner import backend
 from minimner import crf as C
+from minimner.constraints import Constraints
 from minimner.gradcheck import check_grads, numerical_grad
 
 TOL = 1e-6
@@ -152,7 +153,7 @@ def test_brute_force_constrained_viterbi(B, T, K, seed, kinds):
         fields["end"] = rng.random(K) < 0.6
     if kinds in ("tags", "all"):
         fields["tags"] = rng.random((B, T, K)) < 0.7
-    allowed = C.Constraints(**fields)
+    allowed = Constraints(**fields)
     paths, best = C.crf_viterbi(e, mask, start, end, trans, allowed=allowed)
     lists = C.paths_to_lists(paths, mask)
     for b in range(B):
@@ -171,17 +172,17 @@ def test_constrained_viterbi_tags_broadcast_from_k_and_tk(rng):
     e, _, mask, start, end, trans = random_problem(rng, 3, 4, 3)
     tk = rng.random((4, 3)) < 0.8
     tk[:, 0] = True
-    p1, s1 = C.crf_viterbi(e, mask, start, end, trans, C.Constraints(tags=tk))
-    p2, s2 = C.crf_viterbi(e, mask, start, end, trans, C.Constraints(tags=np.broadcast_to(tk, (3, 4, 3))))
+    p1, s1 = C.crf_viterbi(e, mask, start, end, trans, Constraints(tags=tk))
+    p2, s2 = C.crf_viterbi(e, mask, start, end, trans, Constraints(tags=np.broadcast_to(tk, (3, 4, 3))))
     np.testing.assert_array_equal(p1, p2)
     np.testing.assert_array_equal(s1, s2)
     k_only = np.array([True, False, True])
-    p3, _ = C.crf_viterbi(e, mask, start, end, trans, C.Constraints(tags=k_only))
+    p3, _ = C.crf_viterbi(e, mask, start, end, trans, Constraints(tags=k_only))
     assert not np.any(p3[mask] == 1)
     with pytest.raises(ValueError, match="allowed.tags"):
-        C.crf_viterbi(e, mask, start, end, trans, C.Constraints(tags=np.ones((5, 3), bool)))
+        C.crf_viterbi(e, mask, start, end, trans, Constraints(tags=np.ones((5, 3), bool)))
     with pytest.raises(ValueError, match="allowed.transitions"):
-        C.crf_viterbi(e, mask, start, end, trans, C.Constraints(transitions=np.ones((3, 3))))
+        C.crf_viterbi(e, mask, start, end, trans, Constraints(transitions=np.ones((3, 3))))
 
 
 # -------------------------------------------------------------- gradient checks
@@ -408,46 +409,3 @@ def test_shape_errors_name_the_problem(rng):
         C.crf_path_score(e, tags[:, :2], mask, start, end, trans)
     with pytest.raises(ValueError, match="dtype"):
         C.crf_log_partition(e, mask, start.astype(np.float32), end, trans)
-
-
-# ------------------------------------------------------------ constraint builders
-def test_bio_constraints_rules():
-    names = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
-    c = C.bio_constraints(names)
-    idx = {n: i for i, n in enumerate(names)}
-    assert c.tags is None and c.transitions.dtype == bool
-    for i, a in enumerate(names):
-        for j, b in enumerate(names):
-            legal = not b.startswith("I-") or a in (f"B-{b[2:]}", b)
-            assert c.transitions[i, j] == legal, (a, b)
-    assert not c.start[idx["I-PER"]] and c.start[idx["B-PER"]] and c.end.all()
-
-
-def test_paper_constraints():
-    names = C.PAPER_MAIN_TAGS
-    idx = {n: i for i, n in enumerate(names)}
-    c = C.paper_constraints()
-    assert c.transitions.shape == (13, 13) and c.tags is None
-    assert c.start.tolist() == [n == "[CLS]" for n in names]
-    assert c.end.tolist() == [n == "[SEP]" for n in names]
-    assert not c.transitions[:, idx["PAD"]].any() and not c.transitions[idx["PAD"]].any()
-    assert not c.transitions[:, idx["[CLS]"]].any() and not c.transitions[idx["[SEP]"]].any()
-    assert c.transitions[idx["X"], idx["I-PER"]]           # B-PER X I-PER is legal
-    assert c.transitions[idx["B-PER"], idx["X"]]
-    assert not c.transitions[idx["O"], idx["I-PER"]] and not c.transitions[idx["B-LOC"], idx["I-PER"]]
-    assert not c.transitions[idx["[CLS]"], idx["I-PER"]]
-    word = np.array([[False, True, False, True, False, False]])
-    c = C.paper_constraints(word)
-    assert c.tags.shape == (1, 6, 13)
-    for t in range(6):
-        for n in names:
-            assert c.tags[0, t, idx[n]] == (not word[0, t] or n not in ("X", "[CLS]", "[SEP]", "PAD"))
-
-
-def test_constraint_builders_reject_unknown_tags():
-    with pytest.raises(ValueError, match="not in tag_names"):
-        C.bio_constraints(["O", "B-A"], bos="[CLS]")
-    with pytest.raises(ValueError, match="not in tag_names"):
-        C.word_position_allowed(np.ones((1, 2), bool), ["O", "B-A"])
-    with pytest.raises(ValueError, match="word_mask"):
-        C.word_position_allowed(np.ones((1, 2)), C.PAPER_MAIN_TAGS)

@@ -38,7 +38,7 @@ def run(args) -> int:
     import numpy as np
 
     from minimner import backend
-    from minimner.crf import paper_constraints
+    from minimner.constraints import paper_constraints
     from minimner.data.batching import encode_sentences, make_batch
     from minimner.data.conll import Sentence, read_conll
     from minimner.data.labels import MAIN_TAGS

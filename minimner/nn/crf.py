@@ -21,11 +21,11 @@ import numpy as np
 
 from minimner import backend
 from minimner import crf as F
+from minimner.constraints import Constraints
 from minimner.nn.module import Module, Parameter
 
+# Constraints is part of this module's public surface: it is the type decode() takes.
 __all__ = ["CRF", "Constraints"]
-
-Constraints = F.Constraints
 
 
 class CRF(Module):
@@ -172,13 +172,13 @@ class CRF(Module):
         """Normalise ``allowed`` to a Constraints on the emissions' backend (or None)."""
         if allowed is None:
             return None
-        if isinstance(allowed, F.Constraints):
+        if isinstance(allowed, Constraints):
             fields = allowed._asdict()
         elif isinstance(allowed, Mapping):
-            unknown = set(allowed) - set(F.Constraints._fields)
+            unknown = set(allowed) - set(Constraints._fields)
             if unknown:
                 raise ValueError(f"unknown constraint keys {sorted(unknown)}; expected some of "
-                                 f"{list(F.Constraints._fields)}")
+                                 f"{list(Constraints._fields)}")
             fields = dict(allowed)
         elif hasattr(allowed, "shape"):  # a bare (K, K) boolean array: transitions only
             fields = {"transitions": allowed}
@@ -187,7 +187,7 @@ class CRF(Module):
                              f"got {type(allowed).__name__}")
         where = backend.device_of(emissions)
         moved = {k: (None if v is None else backend.asarray(v, backend=where)) for k, v in fields.items()}
-        return F.Constraints(**moved)
+        return Constraints(**moved)
 
     def decode(self, emissions, mask=None, allowed=None) -> list[list[int]]:
         """Viterbi decoding: the best tag sequence of each sequence, of length Σ mask.
@@ -196,9 +196,9 @@ class CRF(Module):
         ----------
         emissions : (B, T, K) float     mask : (B, T) bool prefix mask (default all on)
         allowed : None (plain Viterbi, identical to pytorch-crf), a
-            :class:`~minimner.crf.Constraints`, a mapping with some of its keys
+            :class:`~minimner.constraints.Constraints`, a mapping with some of its keys
             (``transitions``, ``start``, ``end``, ``tags``) or a bare (K, K) boolean
-            transition mask. See :func:`minimner.crf.paper_constraints`.
+            transition mask. See :func:`minimner.constraints.paper_constraints`.
 
         Raises
         ------

@@ -7,6 +7,7 @@ import pytest
 
 from minimner import backend
 from minimner import crf as C
+from minimner.constraints import PAPER_MAIN_TAGS, paper_constraints
 from minimner.gradcheck import check_module
 from minimner.nn.crf import CRF, Constraints
 
@@ -193,7 +194,7 @@ def test_load_pytorch_crf_state_dict():
 
 # ------------------------------------------------------------ constrained decoding
 def is_valid_paper_path(path, word):
-    names = C.PAPER_MAIN_TAGS
+    names = PAPER_MAIN_TAGS
     tags = [names[i] for i in path]
     if tags[0] != "[CLS]" or tags[-1] != "[SEP]" or "PAD" in tags:
         return False
@@ -218,7 +219,7 @@ def test_decode_with_paper_constraints(rng):
     word[:, 1] = True                                             # the first word piece after [CLS]
     free = crf.decode(e, mask)
     assert not all(is_valid_paper_path(p, w) for p, w in zip(free, word))   # the constraints do bite
-    paths = crf.decode(e, mask, allowed=C.paper_constraints(word))
+    paths = crf.decode(e, mask, allowed=paper_constraints(word))
     assert [len(p) for p in paths] == mask.sum(1).tolist()
     assert all(is_valid_paper_path(p, w) for p, w in zip(paths, word))
     # constrained Viterbi = the best allowed path: no allowed path may score higher
@@ -226,7 +227,7 @@ def test_decode_with_paper_constraints(rng):
     padded = np.zeros((B, T), np.int64)
     for b, p in enumerate(paths):
         padded[b, :len(p)] = p
-    _, best = C.crf_viterbi(e, mask, s, n, t, C.paper_constraints(word))
+    _, best = C.crf_viterbi(e, mask, s, n, t, paper_constraints(word))
     np.testing.assert_allclose(C.crf_path_score(e, padded, mask, s, n, t), best, rtol=1e-6)
 
 

@@ -8,7 +8,7 @@ import pytest
 
 pytest.importorskip("matplotlib")
 
-from minimner import crf as C  # noqa: E402
+from minimner.constraints import PAPER_MAIN_TAGS, paper_constraints  # noqa: E402
 from minimner.nn.crf import CRF  # noqa: E402
 from minimner.plots.crf import plot_crf  # noqa: E402
 
@@ -24,13 +24,13 @@ def setup(rng):
 def test_figure_holds_transitions_and_marginals(setup):
     from matplotlib.figure import Figure
     crf, e, mask = setup
-    fig = plot_crf(crf, e, mask, tag_names=C.PAPER_MAIN_TAGS, index=1, tokens=list("abcde"))
+    fig = plot_crf(crf, e, mask, tag_names=PAPER_MAIN_TAGS, index=1, tokens=list("abcde"))
     assert isinstance(fig, Figure)
     ax_t, ax_m = fig.axes[:2]
     np.testing.assert_allclose(ax_t.images[0].get_array(), crf.transitions.data)
     marg = crf.marginals(e, mask)[1, :5]                          # sentence 1 has 5 real positions
     np.testing.assert_allclose(ax_m.images[0].get_array(), marg, rtol=1e-6)
-    assert [t.get_text() for t in ax_t.get_xticklabels()] == list(C.PAPER_MAIN_TAGS)
+    assert [t.get_text() for t in ax_t.get_xticklabels()] == list(PAPER_MAIN_TAGS)
     assert [t.get_text() for t in ax_m.get_yticklabels()] == list("abcde")
     # the Viterbi path is drawn as one marker per position
     x, y = ax_m.lines[0].get_data()
@@ -44,11 +44,11 @@ def test_single_sentence_and_constraints(setup):
     crf, e, mask = setup
     word = np.zeros((3, 8), bool)
     word[:, 1] = True                                             # every sentence has >= 3 positions
-    allowed = C.paper_constraints(word)
+    allowed = paper_constraints(word)
     fig = plot_crf(crf, e[0], show_path=True, allowed=allowed._replace(tags=allowed.tags[0]))
     assert fig.axes[1].images[0].get_array().shape == (8, 13)
     path = list(fig.axes[1].lines[0].get_data()[0])
-    assert path[0] == C.PAPER_MAIN_TAGS.index("[CLS]") and path[-1] == C.PAPER_MAIN_TAGS.index("[SEP]")
+    assert path[0] == PAPER_MAIN_TAGS.index("[CLS]") and path[-1] == PAPER_MAIN_TAGS.index("[SEP]")
     fig = plot_crf(crf, e, mask, index=2, allowed=allowed)      # batch constraints are cut to sentence 2
     assert fig.axes[1].images[0].get_array().shape == (3, 13)
     fig = plot_crf(crf, e, mask, show_path=False)
