@@ -4,13 +4,15 @@ SPEC §4.6 (bert-base-cased as used by MSCMT); the names of every parameter are
 those of ``transformers.BertModel``, so a Hugging Face checkpoint loads by name::
 
     E   = word_emb[ids] + pos_emb[0..T-1] + type_emb[token_type_ids]      embeddings.*
+  ( E  ← char_cnn_linear(drop([E; CharCNN(c)]))   only with the char hook  embeddings.char_cnn_model.*,
+                                                                          embeddings.char_cnn_linear.* )
   ( E  ← E + a W_eaᵀ + b_ea     only with the augmentation hook          embeddings.aug_linear.* )
     X_0 = drop(LN(E))
     X_l = BertLayer_l(X_{l-1}; mask)            l = 1..L                  encoder.layer.{l-1}.*
     pooled = tanh(X_L[:, 0] W_pᵀ + b_p)                                   pooler.dense.*
 
 Backward mirrors forward: the encoder's backward, then the embeddings' (dropout →
-LayerNorm → the three lookups; the word row ``pad_token_id`` gets no gradient,
+LayerNorm [→ aug term → char branch] → the three lookups; the word row ``pad_token_id`` gets no gradient,
 position gradients are summed over the batch first). The pooler sits outside the
 main path: :meth:`BertModel.pooled` / :meth:`BertModel.pool_backward` are a
 separate pair whose gradient the caller adds to ``d_last_hidden``.
@@ -24,9 +26,18 @@ E → C), whose term ``a W_eaᵀ + b_ea`` joins the embedding sum before LayerNo
 (every Hugging Face checkpoint) nothing changes: no extra parameters, ``aug`` must
 be None and backward returns None.
 
+**The char-CNN inside the embeddings** (SPEC §4.8, original flag ``use_char_cnn = 0``):
+:meth:`BertEmbeddings.attach_char_cnn` adds ``char_cnn_model`` (a
+:class:`~minimner.nn.charcnn.CharCNN`, (B, T, Lw) char ids → (B, T, C)) and
+``char_cnn_linear`` (Linear 2C → C). The word + position + type sum is then
+concatenated with the char vector, dropped out (p = ``hidden_dropout_prob``) and
+projected back to C, *before* the augmentation term is added (the original's
+order). :meth:`BertModel.forward` takes ``char_ids`` (B, T, Lw) int; they have no
+gradient, so backward's return value is unchanged.
+
 Dimension legend: B batch, T word-piece tokens, C hidden (``hidden_size``), H heads,
 D head size (C = H·D), F feed-forward size, V vocab, P max positions, E augmentation
-vector size.
+vector size, Lw characters per word, Vc character vocabulary.
 """
 from __future__ import annotations
 
@@ -38,6 +49,9 @@ from typing import Mapping
 import numpy as np
 
 from minimner import backend
+from minimner.convert import bert_source
+from minimner.convert.io import expected_shapes
+from minimner.nn.charcnn import CharCNN
 from minimner.nn.layers import Dropout, Embedding, LayerNorm, Linear, Tanh
 from minimner.nn.module import Module
 
@@ -134,13 +148,19 @@ class BertConfig:
 
 
 class BertEmbeddings(Module):
-    """``drop(LN(word_emb[ids] + pos_emb[0..T-1] + type_emb[token_type_ids] [+ aug_linear(a)]))``.
+    """``drop(LN(E [+ aug_linear(a)]))`` with ``E = word_emb[ids] + pos_emb[0..T-1] + type_emb[tt]``.
+
+    With the char hook, ``E ← char_cnn_linear(drop([E; char_cnn_model(c)]))`` first.
 
     Sub-modules (``transformers`` names): ``word_embeddings`` (V, C) with
     ``padding_idx = pad_token_id``, ``position_embeddings`` (P, C),
     ``token_type_embeddings`` (2, C), ``LayerNorm``, ``dropout``; and, only after
     :meth:`attach_augment` (SPEC §2.3 mode ``embed``), ``aug_linear`` (C, E) + (C,),
-    whose keys are the original ``bert.embeddings.aug_linear.weight`` / ``.bias``.
+    whose keys are the original ``bert.embeddings.aug_linear.weight`` / ``.bias``;
+    only after :meth:`attach_char_cnn` (SPEC §4.8), ``char_cnn_model`` (the original's
+    ``bert.embeddings.char_cnn_model.*`` keys), ``char_cnn_linear`` (C, 2C) + (C,)
+    and ``char_dropout`` (no parameters; the original reuses ``dropout``, but one
+    module holds one pending cache, so the second use gets its own module).
     """
 
     def __init__(self, config: BertConfig, rng=None):
@@ -152,6 +172,8 @@ class BertEmbeddings(Module):
         self.LayerNorm = LayerNorm(C, eps=config.layer_norm_eps)
         self.dropout = Dropout(config.hidden_dropout_prob, rng=rng)
         self.aug_linear = None                                     # the SPEC §2.3 'embed' hook, off by default
+        self.char_cnn_model = self.char_cnn_linear = self.char_dropout = None  # the SPEC §4.8 hook, off
+        self._initializer_range = float(config.initializer_range)  # the std the hooks' N(0, σ) init uses
 
     def attach_augment(self, aug_dim: int, rng=None) -> None:
         """Add ``aug_linear`` (E → C, BERT's init N(0, 0.02) / 0) for augmentation inside the embeddings.
@@ -176,13 +198,55 @@ class BertEmbeddings(Module):
             lin.double()
         self.aug_linear = lin.to(backend.device_of(self.LayerNorm.weight.data))
 
-    def forward(self, input_ids, token_type_ids, aug=None):
-        """input_ids, token_type_ids: (B, T) int; aug (B, T, E) float or None -> (B, T, C) float.
+    def attach_char_cnn(self, char_vocab_size: int, char_dim: int = 128, max_wordlen: int = 12, rng=None) -> None:
+        """Add the char-CNN branch: ``char_cnn_model``, ``char_cnn_linear`` (2C → C) and ``char_dropout``.
+
+        Init as the original (SPEC §6.1): BERT's N(0, initializer_range) for the
+        char embedding (row 0 included), both MLP layers and ``char_cnn_linear``,
+        zero biases; the convolutions keep PyTorch's default. Like
+        :meth:`attach_augment`, call it after loading pretrained weights, or before
+        loading a state dict that has these keys. The new parameters follow the
+        embeddings' dtype (e.g. after ``.double()``) and device.
+
+        Parameters
+        ----------
+        char_vocab_size : int, Vc (:func:`minimner.data.chars.build_char_vocab`'s size)
+        char_dim : int, the char embedding size (the original's ``char_input_dim``, 128)
+        max_wordlen : int, Lw, characters per word (12)
+        rng : Generator for the init and the char branch's dropout masks (default: the
+            embeddings' own dropout generator, so a seeded model stays reproducible)
 
         Raises
         ------
         ValueError
-            when ``aug`` is given without the hook, missing with it, or mis-shaped.
+            when the hook is already attached or a size is not a positive int
+            (or ``max_wordlen`` is too short for the pools, see :class:`CharCNN`).
+        """
+        if self.char_cnn_model is not None:
+            raise ValueError("these BERT embeddings already hold char_cnn_model")
+        for name, v in (("char_vocab_size", char_vocab_size), ("char_dim", char_dim), ("max_wordlen", max_wordlen)):
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        g = self.dropout.rng if rng is None else rng
+        C, std = self.LayerNorm.weight.data.shape[0], self._initializer_range
+        cnn = CharCNN(int(char_vocab_size), C, char_dim=int(char_dim), max_wordlen=int(max_wordlen),
+                      initializer_range=std, rng=g)
+        lin = Linear(2 * C, C, rng=g)                              # weight (C, 2C), bias (C,)
+        lin.weight.data = (g.standard_normal((C, 2 * C)) * std).astype(backend.DEFAULT_FLOAT)  # N(0, σ)
+        lin.bias.data[...] = 0
+        ref = self.LayerNorm.weight.data                           # the embeddings' device and dtype (float64
+        self.char_cnn_model = cnn.to(backend.device_of(ref), dtype=ref.dtype)  # after .double() in gradchecks)
+        self.char_cnn_linear = lin.to(backend.device_of(ref), dtype=ref.dtype)
+        self.char_dropout = Dropout(self.dropout.p, rng=g)
+
+    def forward(self, input_ids, token_type_ids, aug=None, char_ids=None):
+        """input_ids, token_type_ids: (B, T) int; aug (B, T, E) float or None; char_ids (B, T, Lw) int or None
+        -> (B, T, C) float.
+
+        Raises
+        ------
+        ValueError
+            when ``aug`` or ``char_ids`` is given without its hook, missing with it, or mis-shaped.
         """
         xp = backend.get_xp(input_ids)
         B, T = input_ids.shape
@@ -196,20 +260,44 @@ class BertEmbeddings(Module):
                                  f"of shape (B, T, E) = {(B, T, E)}")
             if tuple(aug.shape) != (B, T, E):
                 raise ValueError(f"aug must have shape (B, T, E) = {(B, T, E)}, got {tuple(aug.shape)}")
+        if self.char_cnn_model is None and char_ids is not None:
+            raise ValueError("char ids were given but these BERT embeddings have no char_cnn_model "
+                             "(attach_char_cnn first, or pass char_ids=None)")
+        if self.char_cnn_model is not None:
+            Lw = self.char_cnn_model.max_wordlen
+            if char_ids is None:
+                raise ValueError(f"these BERT embeddings hold char_cnn_model: pass char_ids of shape "
+                                 f"(B, T, Lw) = {(B, T, Lw)}")
+            if tuple(char_ids.shape) != (B, T, Lw) or char_ids.dtype.kind not in "iu":
+                raise ValueError(f"char_ids must be an integer array of shape (B, T, Lw) = {(B, T, Lw)}, got "
+                                 f"{char_ids.dtype} {tuple(char_ids.shape)}")
         positions = xp.arange(T, dtype=np.int64)                  # (T,): absolute positions 0..T-1
         e = self.word_embeddings(input_ids)                        # (B, T) -> (B, T, C)
         e = e + self.position_embeddings(positions)                # (B, T, C) + (T, C) -> (B, T, C)
         e = e + self.token_type_embeddings(token_type_ids)         # (B, T, C) + (B, T, C) -> (B, T, C)
+        if self.char_cnn_model is not None:                        # SPEC §4.8: before the aug term
+            char = self.char_cnn_model(char_ids)                   # (B, T, Lw) -> (B, T, C)
+            e = xp.concatenate([e, char], axis=-1)                 # [E; char]: (B, T, 2C)
+            e = self.char_cnn_linear(self.char_dropout(e))         # (B, T, 2C) @ (2C, C) -> (B, T, C)
         if self.aug_linear is not None:
             e = e + self.aug_linear(aug)                           # (B, T, E) @ (E, C) -> (B, T, C), before LN
         return self.dropout(self.LayerNorm(e))                     # (B, T, C)
 
     def backward(self, dout):
-        """dout (B, T, C) -> daug (B, T, E), or None without the hook; fills the embeddings' gradients."""
+        """dout (B, T, C) -> daug (B, T, E), or None without the hook; fills the embeddings' gradients.
+
+        Mirrors forward: dropout, LayerNorm, the aug term, the char branch (its
+        parameters get gradients; the ids none), then the three lookups.
+        """
         de = self.LayerNorm.backward(self.dropout.backward(dout))  # undo drop(LN(E)): (B, T, C)
         daug = None
         if self.aug_linear is not None:
             daug = self.aug_linear.backward(de)                    # E = … + a W_eaᵀ + b_ea: (B, T, E)
+        if self.char_cnn_model is not None:
+            C = de.shape[-1]
+            dcat = self.char_dropout.backward(self.char_cnn_linear.backward(de))  # undo linear(drop(·)): (B, T, 2C)
+            self.char_cnn_model.backward(dcat[..., C:])            # the char half: (B, T, C); ids get none
+            de = dcat[..., :C]                                     # the word + pos + type half: (B, T, C)
         self.token_type_embeddings.backward(de)                     # E = … + type_emb[tt]
         self.position_embeddings.backward(de.sum(axis=0))          # E = … + pos_emb[0..T-1]: (B, T, C) -> (T, C)
         self.word_embeddings.backward(de)                           # E = word_emb[ids] + …; pad row gets 0
@@ -324,13 +412,10 @@ class BertModel(Module):
             naming the file and the key (unknown source key, unfilled parameter,
             shape mismatch, truncated file, refused pickle).
         """
-        from minimner.convert import bert as conv
-        from minimner.convert.io import expected_shapes
-
-        config_dict, arrays, meta = conv.load_source(path)
+        config_dict, arrays, meta = bert_source.load_source(path)
         config = BertConfig.from_dict(config_dict, where=f"{meta['where']} (config)")
-        model = cls(config, add_pooling_layer=conv.has_pooler(arrays), rng=rng, init=False)
-        acc = conv.accountant(converted=meta["converted"])
+        model = cls(config, add_pooling_layer=bert_source.has_pooler(arrays), rng=rng, init=False)
+        acc = bert_source.accountant(converted=meta["converted"])
         state = acc.apply(arrays, expected_shapes(model), where=meta["where"])
         model.load_state_dict(state, strict=True)
         model.load_report = acc.report()
@@ -356,7 +441,7 @@ class BertModel(Module):
             raise ValueError(f"token_type_ids must have shape (B, T) = {(B, T)}, got {tuple(token_type_ids.shape)}")
         return attention_mask, token_type_ids
 
-    def forward(self, input_ids, attention_mask=None, token_type_ids=None, aug=None):
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, aug=None, char_ids=None):
         """Last hidden state of BERT.
 
         Parameters
@@ -366,6 +451,9 @@ class BertModel(Module):
         token_type_ids : (B, T) int array of segment ids (default all 0)
         aug : (B, T, E) float array or None, the per-position augmentation input (SPEC §2.2);
             required when the embeddings hold ``aug_linear`` (mode ``embed``), refused otherwise
+        char_ids : (B, T, Lw) int array or None, the per-position character ids (SPEC §1.3,
+            :func:`minimner.data.chars.char_ids`); required when the embeddings hold
+            ``char_cnn_model``, refused otherwise
 
         Returns
         -------
@@ -375,10 +463,10 @@ class BertModel(Module):
         ------
         ValueError
             for mis-shaped or mis-typed inputs, T > max_position_embeddings, or an
-            ``aug`` that does not match the embeddings' hook.
+            ``aug`` / ``char_ids`` that does not match the embeddings' hooks.
         """
         attention_mask, token_type_ids = self._check_inputs(input_ids, attention_mask, token_type_ids)
-        x = self.embeddings(input_ids, token_type_ids, aug)       # (B, T) [+ (B, T, E)] -> (B, T, C)
+        x = self.embeddings(input_ids, token_type_ids, aug, char_ids)  # (B, T) [+ (B, T, E), (B, T, Lw)] -> (B, T, C)
         out, probs = self.encoder(x, attention_mask)              # (B, T, C), L × (B, H, T, T)
         self.attentions = probs
         self._save_cache(True)

@@ -7,6 +7,7 @@ from hypothesis import given, settings, strategies as st
 
 from minimner import backend
 from minimner.gradcheck import check_grads, check_module, numerical_grad, rel_error
+from minimner.gradcheck import directional_check
 from minimner.models.bert import BertConfig, BertModel
 from tests.conftest import minilm_dir
 
@@ -275,3 +276,199 @@ def test_parity_bert_base_shaped(rng):
     ours = BertModel(cfg, rng=np.random.default_rng(7))
     theirs = _torch_bert(ours)
     _parity(ours, theirs, rng, [5, 12, 30, 21], 30, cfg.vocab_size, 101, 102)
+
+
+# ----------------------------------------------------------------------------- the char-CNN hook (SPEC §4.8)
+CHAR_VOCAB = 11
+
+
+def _char_ids(rng, B, T, Vc=CHAR_VOCAB, Lw=12):
+    """(B, T, Lw) int64: words of 1..Lw random chars right-padded with [PAD] 0, an all-[XC] 3 first row."""
+    ids = np.zeros((B, T, Lw), dtype=np.int64)
+    for b in range(B):
+        for t in range(T):
+            n = rng.integers(1, Lw + 1)
+            ids[b, t, :n] = rng.integers(1, Vc, n)
+    ids[:, 0] = 3
+    return ids
+
+
+def _char_model(seed=0, aug_dim=None, **over):
+    m = _tiny(seed, **over)
+    m.embeddings.attach_char_cnn(CHAR_VOCAB, rng=np.random.default_rng(seed + 1))
+    if aug_dim:
+        m.embeddings.attach_augment(aug_dim, rng=np.random.default_rng(seed + 2))
+    return m
+
+
+def test_char_hook_names_shapes_and_init():
+    m = _char_model()
+    names = dict((n, tuple(p.shape)) for n, p in m.named_parameters())
+    char = {n: s for n, s in names.items() if "char_cnn" in n}
+    assert char == {
+        "embeddings.char_cnn_model.char_emb.weight": (CHAR_VOCAB, 128),
+        "embeddings.char_cnn_model.convs.0.0.weight": (32, 128, 2), "embeddings.char_cnn_model.convs.0.0.bias": (32,),
+        "embeddings.char_cnn_model.convs.1.0.weight": (32, 128, 3), "embeddings.char_cnn_model.convs.1.0.bias": (32,),
+        "embeddings.char_cnn_model.convs.2.0.weight": (32, 128, 4), "embeddings.char_cnn_model.convs.2.0.bias": (32,),
+        "embeddings.char_cnn_model.linear.0.weight": (100, 96), "embeddings.char_cnn_model.linear.0.bias": (100,),
+        "embeddings.char_cnn_model.linear.3.weight": (8, 100), "embeddings.char_cnn_model.linear.3.bias": (8,),
+        "embeddings.char_cnn_linear.weight": (8, 16), "embeddings.char_cnn_linear.bias": (8,)}
+    emb = m.embeddings
+    # BERT's N(0, initializer_range) (0.5 in TINY), zero biases; the padding row is overwritten too
+    assert abs(emb.char_cnn_model.char_emb.weight.data.std() - 0.5) < 0.05
+    assert np.abs(emb.char_cnn_model.char_emb.weight.data[0]).max() > 0
+    assert abs(emb.char_cnn_linear.weight.data.std() - 0.5) < 0.15 and np.all(emb.char_cnn_linear.bias.data == 0)
+    assert emb.char_dropout.p == m.config.hidden_dropout_prob
+    assert all(p.dtype == np.float32 for p in m.parameters())
+    d = _tiny().double()
+    d.embeddings.attach_char_cnn(CHAR_VOCAB)                # follows the embeddings' dtype after .double()
+    assert all(p.dtype == np.float64 for p in d.parameters())
+    with pytest.raises(ValueError, match="already hold char_cnn_model"):
+        m.embeddings.attach_char_cnn(CHAR_VOCAB)
+    with pytest.raises(ValueError, match="char_vocab_size must be a positive integer"):
+        _tiny().embeddings.attach_char_cnn(0)
+    with pytest.raises(ValueError, match="max_wordlen 5 is too short"):
+        _tiny().embeddings.attach_char_cnn(CHAR_VOCAB, max_wordlen=5)
+
+
+def test_char_hook_input_validation(rng):
+    ids, mask = _padded_batch(rng, [4, 3], 4, TINY["vocab_size"])
+    c = _char_ids(rng, 2, 4)
+    with pytest.raises(ValueError, match="no char_cnn_model"):
+        _tiny()(ids, mask, char_ids=c)
+    m = _char_model()
+    with pytest.raises(ValueError, match=r"pass char_ids of shape \(B, T, Lw\) = \(2, 4, 12\)"):
+        m(ids, mask)
+    with pytest.raises(ValueError, match=r"= \(2, 4, 12\), got int64 \(2, 3, 12\)"):
+        m(ids, mask, char_ids=c[:, :3])
+    with pytest.raises(ValueError, match=r"got float32 \(2, 4, 12\)"):
+        m(ids, mask, char_ids=c.astype(np.float32))
+    out = m(ids, mask, char_ids=c)
+    assert out.shape == (2, 4, 8) and out.dtype == np.float32
+    assert m.backward(np.ones_like(out)) is None          # char ids get no gradient
+
+
+def test_char_hook_concat_order(rng):
+    """char_cnn_linear = [I, 0] with zero bias sends E through unchanged: the output equals the plain model's,
+    so E is the first half of [E; char] and the char vector the second."""
+    plain, m = _tiny(3).eval(), _char_model(3).eval()
+    C = m.config.hidden_size
+    m.embeddings.char_cnn_linear.weight.data[...] = np.hstack([np.eye(C), np.zeros((C, C))])
+    ids, mask = _padded_batch(rng, [5, 3], 5, TINY["vocab_size"])
+    c = _char_ids(rng, 2, 5)
+    np.testing.assert_allclose(m(ids, mask, char_ids=c), plain(ids, mask), rtol=0, atol=1e-6)
+    m.embeddings.char_cnn_linear.weight.data[...] = np.hstack([np.zeros((C, C)), np.eye(C)])
+    assert np.abs(m(ids, mask, char_ids=c) - plain(ids, mask)).max() > 1e-3
+
+
+def test_char_hook_state_dict_round_trip(rng):
+    a, b = _char_model(0, aug_dim=3).eval(), _char_model(9, aug_dim=3).eval()
+    b.load_state_dict(a.state_dict(), strict=True)
+    ids, mask = _padded_batch(rng, [4, 2], 4, TINY["vocab_size"])
+    c, aug = _char_ids(rng, 2, 4), rng.standard_normal((2, 4, 3)).astype(np.float32)
+    np.testing.assert_array_equal(a(ids, mask, None, aug, c), b(ids, mask, None, aug, c))
+
+
+def _reseed_all(module, seed):
+    from minimner.nn.layers import Dropout
+
+    g = np.random.default_rng(seed)
+    for _, mod in module.named_modules():
+        if isinstance(mod, Dropout):
+            mod.rng = g
+
+
+@pytest.mark.parametrize("aug_dim", [None, 3])
+@pytest.mark.parametrize("train", [False, True])
+def test_char_hook_gradcheck_directional(rng, aug_dim, train):
+    """Every parameter (and the aug input) along one random direction, eval and train (re-seeded masks).
+
+    The two padding rows (word ``pad_token_id`` 0 and char ``[PAD]`` 0) get no gradient by convention
+    although they are used, so the direction leaves them out.
+    """
+    m = _char_model(1, aug_dim=aug_dim, hidden_dropout_prob=0.3, attention_probs_dropout_prob=0.2)
+    m.double().train(train)
+    ids, mask = _padded_batch(rng, [5, 3], 5, TINY["vocab_size"])
+    c = _char_ids(rng, 2, 5)
+    aug = rng.standard_normal((2, 5, aug_dim)) if aug_dim else None
+
+    def fwd():
+        _reseed_all(m, 5)
+        return m(ids, mask, None, aug, c)
+
+    if train:
+        out = fwd()
+        _reseed_all(m, 6)
+        assert not np.allclose(out, m(ids, mask, None, aug, c))
+    dout = rng.standard_normal((2, 5, 8))                  # (B, T, C) random upstream gradient
+    m.zero_grad()
+    fwd()
+    daug = m.backward(dout)
+    assert (daug is None) == (aug_dim is None)
+    arrays = {n: p.data for n, p in m.named_parameters()}
+    analytic = {n: p.grad.copy() for n, p in m.named_parameters()}
+    for n in ("embeddings.word_embeddings.weight", "embeddings.char_cnn_model.char_emb.weight"):
+        assert np.all(analytic[n][0] == 0)
+        arrays[n], analytic[n] = arrays[n][1:], analytic[n][1:]   # views: the check moves the real rows 1..
+    if aug_dim:
+        arrays["aug"], analytic["aug"] = aug, daug
+    err = directional_check(lambda: float((fwd() * dout).sum()), arrays, analytic, rng)
+    assert err < 1e-6
+
+
+@pytest.mark.parity
+@pytest.mark.parametrize("aug_dim", [None, 5])
+def test_char_hook_parity_with_a_torch_embeddings_formula(rng, aug_dim):
+    """E = word + pos + type; E = char_cnn_linear([E; charcnn(c)]); (E += aug_linear(a)); LN(E) — in torch,
+    float32, eval mode: the embeddings' output, every embedding gradient and the aug input's gradient."""
+    torch = pytest.importorskip("torch")
+    from tests.nn.test_charcnn import compare_grads, load_into_torch, torch_char_cnn
+
+    ours = _char_model(4, aug_dim=aug_dim, initializer_range=0.02).embeddings.eval()
+    C, eps = 8, 1e-12
+    nn = torch.nn
+
+    class TorchEmbeddings(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.word_embeddings = nn.Embedding(TINY["vocab_size"], C, padding_idx=0)
+            self.position_embeddings = nn.Embedding(TINY["max_position_embeddings"], C)
+            self.token_type_embeddings = nn.Embedding(2, C)
+            self.LayerNorm = nn.LayerNorm(C, eps=eps)
+            self.char_cnn_model = torch_char_cnn(CHAR_VOCAB, C)
+            self.char_cnn_linear = nn.Linear(2 * C, C)
+            if aug_dim:
+                self.aug_linear = nn.Linear(aug_dim, C)
+
+        def forward(self, ids, tt, chars, aug):
+            T = ids.shape[1]
+            e = self.word_embeddings(ids) + self.position_embeddings(torch.arange(T)) + self.token_type_embeddings(tt)
+            e = self.char_cnn_linear(torch.cat([e, self.char_cnn_model(chars)], dim=-1))
+            if aug_dim:
+                e = e + self.aug_linear(aug)
+            return self.LayerNorm(e)
+
+    theirs = load_into_torch(TorchEmbeddings(), ours).eval()
+    ids, _ = _padded_batch(rng, [6, 4, 2], 6, TINY["vocab_size"])
+    tt = rng.integers(0, 2, ids.shape).astype(np.int64)
+    c = _char_ids(rng, 3, 6)
+    aug = rng.standard_normal((3, 6, aug_dim)).astype(np.float32) if aug_dim else None
+    dout = rng.standard_normal((3, 6, C)).astype(np.float32)
+
+    out = ours(ids, tt, aug, c)
+    ours.zero_grad()
+    daug = ours.backward(dout)
+    t_aug = torch.tensor(aug, requires_grad=True) if aug_dim else None
+    t_out = theirs(torch.from_numpy(ids), torch.from_numpy(tt), torch.from_numpy(c), t_aug)
+    (t_out * torch.from_numpy(dout)).sum().backward()
+
+    ref = t_out.detach().numpy()
+    assert out.dtype == np.float32
+    err = float(np.abs(out - ref).max())
+    worst = np.unravel_index(np.abs(out - ref).argmax(), ref.shape)
+    assert err <= 1e-5, f"embeddings output max abs diff {err:.3e} at {worst}"
+    errs = compare_grads(ours.named_parameters(), theirs.named_parameters(), 1e-4)
+    assert len(errs) == 5 + 11 + 2 + (2 if aug_dim else 0)
+    if aug_dim:
+        g = t_aug.grad.numpy()
+        assert daug.dtype == np.float32 and np.abs(daug - g).max() <= 1e-4 * np.abs(g).max()
