@@ -7,6 +7,8 @@ Layout of the archive (every entry a plain array; loaded with ``allow_pickle=Fal
 
 * ``model/<param or buffer name>``: the model's state dict;
 * ``optim/<name>``: optimiser arrays (e.g. Adam moments), when saved;
+* ``extra/<name>``: other arrays that travel with the weights (e.g. the original
+  checkpoint's tensors no configuration reads, kept for a lossless round trip);
 * ``__meta__``: UTF-8 JSON (epoch, step, best score, RNG states, config, ...)
   stored as a ``uint8`` array.
 """
@@ -25,18 +27,23 @@ FORMAT_VERSION = 1
 
 
 def save_checkpoint(path, model_state: Mapping[str, object], meta: dict,
-                    optim_state: Mapping[str, object] | None = None) -> None:
-    """Save model arrays, optional optimiser arrays and JSON ``meta`` in one atomic file."""
+                    optim_state: Mapping[str, object] | None = None,
+                    extra: Mapping[str, object] | None = None) -> None:
+    """Save model arrays, optional optimiser and extra arrays and JSON ``meta`` in one atomic file."""
     arrays = {f"model/{k}": v for k, v in model_state.items()}
     for k, v in (optim_state or {}).items():
         arrays[f"optim/{k}"] = v
+    for k, v in (extra or {}).items():
+        arrays[f"extra/{k}"] = v
     meta = dict(meta, format_version=FORMAT_VERSION)
     arrays["__meta__"] = np.frombuffer(json.dumps(meta, sort_keys=True).encode("utf-8"), dtype=np.uint8)
     write_npz_atomic(path, {k: backend.asnumpy(v) for k, v in arrays.items()})
 
 
-def load_checkpoint(path):
+def load_checkpoint(path, with_extra: bool = False):
     """Return ``(model_state, optim_state, meta)`` from :func:`save_checkpoint`'s file.
+
+    With ``with_extra`` the ``extra`` arrays come fourth: ``(model, optim, meta, extra)``.
 
     Raises
     ------
@@ -61,4 +68,7 @@ def load_checkpoint(path):
                          f"this minimner reads {FORMAT_VERSION}")
     model = {k[len("model/"):]: v for k, v in files.items() if k.startswith("model/")}
     optim = {k[len("optim/"):]: v for k, v in files.items() if k.startswith("optim/")}
+    if with_extra:
+        extra = {k[len("extra/"):]: v for k, v in files.items() if k.startswith("extra/")}
+        return model, optim, meta, extra
     return model, optim, meta

@@ -1,4 +1,4 @@
-"""``python -m minimner convert {bert,resnet,glove} SRC DST``: weight/lexicon converters.
+"""``python -m minimner convert {bert,resnet,glove,mgcmt} SRC DST``: weight/lexicon converters.
 
 Each kind's converter module (``minimner.convert.<kind>``) adds its own
 sub-parser through ``register_cli(subparsers)``.
@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import importlib
 
-KINDS = ("bert", "resnet", "glove")
+KINDS = ("bert", "resnet", "glove", "mgcmt")
 
 
 def register(subparsers) -> None:
