@@ -30,9 +30,21 @@ it*; to give new in-lexicon words their neighbour vectors, rebuild the table wit
 the lexicon for the new vocabulary (:func:`minimner.lexicon.augment.load_or_build_table`)
 and assign it to ``model.aug_table``.
 
+**The cross-modal model** (``TrainConfig.model = "mgcmt"``, :mod:`minimner.models.mgcmt`): the
+same loop trains MGCMT with the paper's flags by default (``aug = add``; ``TrainConfig.mgcmt``
+holds the other plain flags: ``fusion``, ``merge``, ``aux_mix``, ``aux_loss``, ``char_cnn``). Image
+features come from a ``python -m minimner features`` folder (``TrainConfig.features``; its
+``train``/``valid``/``test`` sub-folders per split) and object labels from a label file
+(``TrainConfig.objects``); without them every image is marked missing / every tweet has no
+objects (:mod:`minimner.data.multimodal`). The char vocabulary of the char-CNN variant is built
+from the data folder's train / valid / test words and saved as ``RUN/chars.json``. run.json
+records every flag and both paths, so ``evaluate``/``predict`` need none.
+
 Run-folder layout::
 
     RUN/run.json        configuration, label set, seed, BERT config, augmentation settings, versions
+                        (mgcmt: its configuration, the features folder and settings, the object file)
+    RUN/chars.json      the char vocabulary (mgcmt with char_cnn only)
     RUN/bert/           the tokenizer files and BERT config.json (self-contained run)
     RUN/augment.npz     the augmentation table used (only when aug is not ``none``)
     RUN/best.npz        best-on-dev weights      RUN/last.npz   resumable state
@@ -54,7 +66,7 @@ from minimner.atomic import write_text_atomic
 from minimner.checkpoint import load_checkpoint, save_checkpoint
 from minimner.machine import describe
 
-__all__ = ["TrainConfig", "train", "load_run", "evaluate_examples", "predict_sentences"]
+__all__ = ["TrainConfig", "train", "load_run", "run_source", "evaluate_examples", "predict_sentences", "MODELS"]
 
 
 @dataclass
@@ -63,7 +75,7 @@ class TrainConfig:
 
     data_dir: str                       # folder with train.txt / valid.txt (CoNLL with IMGID)
     out: str                            # run folder
-    model: str = "text-crf"             # the only model this release trains end to end
+    model: str = "text-crf"             # text-crf (the BERT-CRF baseline) | mgcmt (the cross-modal model)
     bert: str | None = None             # HF BERT folder or converted .npz; default: the shipped MiniLM
     epochs: int = 8                     # the reference recipe uses 8
     batch_size: int = 24                # as in the paper
@@ -88,6 +100,9 @@ class TrainConfig:
     aug_oov: str = "random"             # out-of-lexicon words: random (seeded per word) | zero
     aug_seed: int = 0                   # seed of the out-of-lexicon vectors
     aug_cache: str | None = None        # table cache folder; None = <MINIMNER_HOME>/augment (not compared on resume)
+    features: str | None = None         # mgcmt: `features` output folder; None = every image marked missing
+    objects: str | None = None          # mgcmt: object-label file (JSON or the original's .pt); None = no objects
+    mgcmt: dict = field(default_factory=dict)  # mgcmt: plain flags (fusion, merge, aux_mix, aux_loss, char_cnn, …)
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
@@ -120,6 +135,10 @@ _RESUME_FREE = ("epochs", "out", "aug_cache")
 
 #: File name of the augmentation table inside a run folder.
 AUGMENT_TABLE = "augment.npz"
+#: File name of the char vocabulary inside a run folder (mgcmt with char_cnn).
+CHAR_VOCAB = "chars.json"
+#: The models ``train`` knows.
+MODELS = ("text-crf", "mgcmt")
 
 
 # --------------------------------------------------------------------------- helpers
@@ -172,14 +191,21 @@ def _encode_split(tokenizer, path: Path, limit: int = 0):
 
 
 def _build_model(bert_config_dict: dict, num_tags: int, dropout: float, rng, bert_src: Path | None = None,
-                 aug: str = "none", aug_table=None):
+                 aug: str = "none", aug_table=None, mgcmt_config: dict | None = None, char_vocab=None):
     from minimner.models.bert import BertConfig, BertModel
     from minimner.models.text_crf import TextCRFTagger
 
     if bert_src is not None:
         bert = BertModel.from_pretrained(bert_src, rng=rng)
     else:
-        bert = BertModel(BertConfig.from_dict(bert_config_dict), rng=rng, init=False)
+        bert = BertModel(BertConfig.from_dict(bert_config_dict), rng=rng, init=False,
+                         add_pooling_layer=mgcmt_config is None)
+    if mgcmt_config is not None:
+        from minimner.models.mgcmt import MGCMT, MGCMTConfig
+
+        model = MGCMT(bert, MGCMTConfig.from_dict(mgcmt_config), rng=rng)
+        model.aug_table, model.char_vocab = aug_table, char_vocab
+        return model
     if aug == "none":
         return TextCRFTagger(bert, num_tags=num_tags, dropout=dropout, rng=rng)
     return TextCRFTagger(bert, num_tags=num_tags, dropout=dropout, rng=rng, aug_mode=aug, aug_dim=aug_table.dim,
@@ -212,6 +238,73 @@ def _augment_table(cfg: TrainConfig, data: Path, out: Path, resume: bool, progre
     return table
 
 
+def _split_name(file_name: str) -> str:
+    """The features sub-folder of a split file: ``train.txt`` -> ``train``."""
+    return Path(file_name).stem
+
+
+def _multimodal(cfg: TrainConfig, data: Path, out: Path, resume: bool, table, log):
+    """``(mgcmt config dict, char vocab, ImageFeatures or None, object table or None)`` of an mgcmt run."""
+    from minimner.data.chars import build_char_vocab, load_char_vocab, save_char_vocab
+    from minimner.data.multimodal import ImageFeatures
+    from minimner.models.mgcmt import MGCMTConfig
+    from minimner.vision.objects import load_objects
+
+    flags = dict(cfg.mgcmt)
+    bad = {"aug", "aug_dim", "char_vocab"} & set(flags)
+    if bad:
+        raise ValueError(f"mgcmt settings {sorted(bad)} come from the run (use --aug / the data), not from --mgcmt")
+    features = ImageFeatures(cfg.features) if cfg.features else None
+    if features is not None:
+        if "image_dim" in flags and flags["image_dim"] != features.channels:
+            raise ValueError(f"image_dim {flags['image_dim']} does not match the features in {cfg.features} "
+                             f"({features.settings.get('arch')}: C_img = {features.channels})")
+        flags.update(image_dim=features.channels, regions=features.regions)
+    objects = load_objects(cfg.objects) if cfg.objects else None
+    vocab = None
+    if flags.get("char_cnn"):
+        path = out / CHAR_VOCAB
+        if resume and path.is_file():
+            vocab = load_char_vocab(path)
+        else:
+            vocab = build_char_vocab(_vocabulary_files(cfg, data))
+            out.mkdir(parents=True, exist_ok=True)
+            save_char_vocab(path, vocab)
+        flags["char_vocab"] = len(vocab)
+    mcfg = MGCMTConfig(aug=cfg.aug, aug_dim=table.dim if table is not None else 200, **flags)
+    log(f"mgcmt: fusion {mcfg.fusion}, aug {mcfg.aug}, merge {mcfg.merge}, aux_mix {mcfg.aux_mix}, aux_loss "
+        f"{mcfg.aux_loss}, char_cnn {mcfg.char_cnn}; images: "
+        + (f"{cfg.features} ({features.settings.get('arch')}, {features.regions} regions × {features.channels})"
+           if features else "none (every image marked missing)")
+        + f"; objects: {cfg.objects or 'none'}")
+    return mcfg.to_dict(), vocab, features, objects
+
+
+def run_source(info: dict, split: str, features=None, objects=None):
+    """The image/object source of split ``split`` for a run (None for the text-only tagger).
+
+    ``features`` / ``objects`` override the run's recorded paths (e.g. new images at prediction
+    time); otherwise the paths in ``run.json`` are used. A recorded folder that no longer exists
+    is an error, never a silent switch to "no images".
+    """
+    if info.get("config", {}).get("model", "text-crf") != "mgcmt":
+        if features or objects:
+            raise ValueError("this run is text-only (text-crf): it reads no image features or object labels")
+        return None
+    from minimner.data.multimodal import ImageFeatures, MultimodalSource
+    from minimner.vision.objects import load_objects
+
+    feat_path = features or info["config"].get("features")
+    obj_path = objects or info["config"].get("objects")
+    feats = ImageFeatures(feat_path) if feat_path else None
+    mcfg = info["mgcmt_config"]
+    if feats is not None and (feats.channels, feats.regions) != (mcfg["image_dim"], mcfg["regions"]):
+        raise ValueError(f"the features in {feat_path} are {feats.regions} regions × {feats.channels}; the run's "
+                         f"model expects {mcfg['regions']} × {mcfg['image_dim']}")
+    return MultimodalSource(split, feats, load_objects(obj_path) if obj_path else None,
+                            slots=mcfg["object_slots"])
+
+
 def _augment_record(cfg: TrainConfig, table) -> dict:
     """What run.json says about the augmentation (``{"mode": "none"}`` without one)."""
     if table is None:
@@ -238,8 +331,11 @@ def _progress(iterable, **kw):
 
 # --------------------------------------------------------------------------- evaluation
 def predict_sentences(model, examples, batch_size: int = 64, constrained: bool = True,
-                      desc: str = "predict", progress: bool = True) -> list[list[str]]:
-    """Word-level predicted tags for encoded examples, in the examples' order."""
+                      desc: str = "predict", progress: bool = True, source=None) -> list[list[str]]:
+    """Word-level predicted tags for encoded examples, in the examples' order.
+
+    ``source``: the split's image/object inputs (:func:`run_source`) for the cross-modal model.
+    """
     from minimner.data.batching import iterate_batches
 
     model.eval()
@@ -249,17 +345,17 @@ def predict_sentences(model, examples, batch_size: int = 64, constrained: bool =
     if progress:
         it = _progress(it, total=n_batches, desc=desc, leave=False)
     for batch in it:
-        for idx, tags in zip(batch.indices, model.decode(batch, constrained=constrained)):
+        for idx, tags in zip(batch.indices, model.predict_words(batch, constrained=constrained, source=source)):
             out[idx] = tags
     return [out[ex.index] for ex in examples]
 
 
 def evaluate_examples(model, sentences, examples, batch_size: int = 64, constrained: bool = True,
-                      desc: str = "eval", progress: bool = True):
+                      desc: str = "eval", progress: bool = True, source=None):
     """Predictions and entity-level scores (default and strict) of ``model`` on a split."""
     from minimner.metrics import score
 
-    pred = predict_sentences(model, examples, batch_size, constrained, desc, progress)
+    pred = predict_sentences(model, examples, batch_size, constrained, desc, progress, source)
     gold = [s.tags for s in sentences]
     return pred, {"default": score(gold, pred), "strict": score(gold, pred, strict=True)}
 
@@ -284,8 +380,10 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log=pri
     from minimner.optim import AdamW, clip_grad_norm, linear_warmup_decay
     from minimner.tokenization import BertWordPieceTokenizer
 
-    if cfg.model != "text-crf":
-        raise ValueError(f"unknown model {cfg.model!r}; this release trains 'text-crf'")
+    if cfg.model not in MODELS:
+        raise ValueError(f"unknown model {cfg.model!r}; expected one of {', '.join(MODELS)}")
+    if cfg.model == "text-crf" and (cfg.features or cfg.objects or cfg.mgcmt):
+        raise ValueError("--features / --objects / --mgcmt settings are for --model mgcmt (text-crf reads no images)")
     cfg.validate_augment()
     out = Path(cfg.out)
     data = Path(cfg.data_dir)
@@ -307,8 +405,12 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log=pri
 
     bert_src = _resolve_bert(cfg.bert)
     table = None if cfg.aug == "none" else _augment_table(cfg, data, out, resume, progress, log)
+    mcfg = vocab = features = objects = None
+    if cfg.model == "mgcmt":
+        mcfg, vocab, features, objects = _multimodal(cfg, data, out, resume, table, log)
     rng = backend.rng(cfg.seed)                              # init + every dropout mask
-    model = _build_model({}, NUM_TAGS, cfg.dropout, rng, bert_src=bert_src, aug=cfg.aug, aug_table=table)
+    model = _build_model({}, NUM_TAGS, cfg.dropout, rng, bert_src=bert_src, aug=cfg.aug, aug_table=table,
+                         mgcmt_config=mcfg, char_vocab=vocab)
     bert_config = model.bert.config.to_dict()
     if not run_json.exists():
         _export_bert_files(bert_src, out / "bert", bert_config)
@@ -316,6 +418,13 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log=pri
 
     train_s, train_x = _encode_split(tokenizer, data / cfg.train_file, cfg.limit)
     dev_s, dev_x = _encode_split(tokenizer, data / cfg.dev_file, cfg.limit)
+    train_src = dev_src = None
+    if cfg.model == "mgcmt":
+        from minimner.data.multimodal import MultimodalSource
+
+        slots = mcfg["object_slots"]
+        train_src = MultimodalSource(_split_name(cfg.train_file), features, objects, slots=slots)
+        dev_src = MultimodalSource(_split_name(cfg.dev_file), features, objects, slots=slots)
     steps_per_epoch = math.ceil(len(train_x) / cfg.batch_size)
     total = cfg.epochs * steps_per_epoch
     if cfg.max_steps:
@@ -337,7 +446,10 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log=pri
             "config": dataclasses.asdict(cfg), "bert_source": str(bert_src), "bert_config": bert_config,
             "num_tags": NUM_TAGS, "augment": _augment_record(cfg, table), "machine": describe(),
             "train_sentences": len(train_s), "dev_sentences": len(dev_s), "steps_per_epoch": steps_per_epoch,
-            "total_steps": total}, indent=2))
+            "total_steps": total, **({} if mcfg is None else {
+                "mgcmt_config": mcfg, "original_flags": model.config.original_flags(),
+                "features_settings": None if features is None else features.settings,
+                "char_vocab": CHAR_VOCAB if vocab is not None else None})}, indent=2))
     metrics_path = out / "metrics.jsonl"
     # Keep only the epochs that the resumed state has seen (a crash may have logged one more).
     lines = [json.dumps(h, sort_keys=True) for h in state["history"]]
@@ -359,7 +471,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log=pri
             if cfg.max_steps and state["step"] >= total:
                 break
             model.zero_grad()
-            loss = model.forward(batch)
+            loss = model.forward(batch) if train_src is None else model.forward(batch, source=train_src)
             model.backward()
             if cfg.max_grad_norm > 0:
                 clip_grad_norm(model.parameters(), cfg.max_grad_norm)
@@ -371,7 +483,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log=pri
                 bar.set_postfix(loss=f"{losses[-1]:.3f}", refresh=False)
         train_time = time.time() - t0
         _, scores = evaluate_examples(model, dev_s, dev_x, cfg.eval_batch_size, cfg.constrained,
-                                      desc="dev", progress=progress)
+                                      desc="dev", progress=progress, source=dev_src)
         f1 = scores["default"]["micro"]["f1"]
         record = {"epoch": epoch + 1, "step": state["step"], "train_loss": float(np.mean(losses)) if losses else None,
                   "dev_f1": f1, "dev_p": scores["default"]["micro"]["precision"],
@@ -473,8 +585,13 @@ def load_run(run_dir, which: str = "best"):
             raise FileNotFoundError(f"{table_path} not found: {run_dir} was trained with --aug {aug} and needs "
                                     "its augmentation table")
         table = AugmentationTable.load(table_path)
+    vocab = None
+    if info.get("char_vocab"):
+        from minimner.data.chars import load_char_vocab
+
+        vocab = load_char_vocab(run_dir / info["char_vocab"])
     model = _build_model(info["bert_config"], info["num_tags"], cfg["dropout"], backend.rng(cfg["seed"]),
-                         aug=aug, aug_table=table)
+                         aug=aug, aug_table=table, mgcmt_config=info.get("mgcmt_config"), char_vocab=vocab)
     mstate, _, _ = load_checkpoint(ckpt)
     model.load_state_dict(mstate)
     model.eval()

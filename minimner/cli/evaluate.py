@@ -13,6 +13,10 @@ def register(subparsers) -> None:
     p.add_argument("--unconstrained", action="store_true", help="plain Viterbi instead of constrained decoding")
     p.add_argument("--strict", action="store_true", help="print the strict IOB2 table instead of the default one")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument("--features", default=None, metavar="DIR",
+                   help="mgcmt runs: image features folder (default: the one recorded in the run)")
+    p.add_argument("--objects", default=None, metavar="FILE",
+                   help="mgcmt runs: object-label file (default: the one recorded in the run)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
 
@@ -25,7 +29,7 @@ def run(args) -> int:
     from minimner.data.batching import encode_sentences
     from minimner.data.conll import read_conll, write_conll
     from minimner.metrics import format_table
-    from minimner.train import evaluate_examples, load_run
+    from minimner.train import evaluate_examples, load_run, run_source
 
     model, tok, info = load_run(args.run)
     data = Path(args.data or info["config"]["data_dir"])
@@ -34,8 +38,9 @@ def run(args) -> int:
         raise FileNotFoundError(f"{path} not found (choose --split or --data)")
     sents = read_conll(path)
     examples = encode_sentences(tok, sents)
+    source = run_source(info, args.split, features=args.features, objects=args.objects)
     pred, scores = evaluate_examples(model, sents, examples, constrained=not args.unconstrained,
-                                     desc=args.split, progress=not args.no_progress)
+                                     desc=args.split, progress=not args.no_progress, source=source)
     run_dir = Path(args.run)
     result = {"split": args.split, "file": str(path), "constrained": not args.unconstrained, **scores}
     write_text_atomic(run_dir / f"eval-{args.split}.json", json.dumps(result, indent=2))

@@ -12,6 +12,12 @@ def register(subparsers) -> None:
     p.add_argument("--input", required=True, help="CoNLL or plain text file")
     p.add_argument("--output", default=None, help="where to write CoNLL (default: stdout)")
     p.add_argument("--unconstrained", action="store_true", help="plain Viterbi instead of constrained decoding")
+    p.add_argument("--features", default=None, metavar="DIR",
+                   help="mgcmt runs: image features folder (default: the one recorded in the run)")
+    p.add_argument("--features-split", default="test", metavar="SPLIT",
+                   help="mgcmt runs: the features sub-folder holding these tweets' images (default: test)")
+    p.add_argument("--objects", default=None, metavar="FILE",
+                   help="mgcmt runs: object-label file (default: the one recorded in the run)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
 
@@ -35,16 +41,17 @@ def run(args) -> int:
 
     from minimner.data.batching import encode_sentences
     from minimner.data.conll import Sentence, write_conll
-    from minimner.train import load_run, predict_sentences
+    from minimner.train import load_run, predict_sentences, run_source
 
-    model, tok, _ = load_run(args.run)
+    model, tok, info = load_run(args.run)
+    source = run_source(info, args.features_split, features=args.features, objects=args.objects)
     sents = _read_any(args.input)
     if not sents:
         raise ValueError(f"{args.input}: no sentences to tag")
     unlabelled = [Sentence(words=s.words, tags=None, image_id=s.image_id, line_no=s.line_no) for s in sents]
     examples = encode_sentences(tok, unlabelled)
     pred = predict_sentences(model, examples, constrained=not args.unconstrained,
-                             progress=not args.no_progress)
+                             progress=not args.no_progress, source=source)
     if args.output:
         write_conll(args.output, unlabelled, tags=pred)
     else:

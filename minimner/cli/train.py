@@ -1,6 +1,9 @@
 """``python -m minimner train``: train a tagger, select on dev, save an atomic run folder.
 
-``--aug {none,add,gate,embed}`` (default ``none``) adds the semantic augmentation
+``--model mgcmt`` trains the paper's cross-modal model (its flags, ``--features`` and
+``--objects``; see :mod:`minimner.train`) instead of the text-only BERT-CRF.
+
+``--aug {none,add,gate,embed}`` (default ``none``; ``add`` for mgcmt) adds the semantic augmentation
 of SPEC §2 (``--lexicon FILE``, ``--aug-k`` …, see
 :func:`minimner.lexicon.augment.add_augment_arguments`); the table used is saved in
 the run folder, so ``evaluate`` and ``predict`` need no flags for it.
@@ -11,7 +14,8 @@ from __future__ import annotations
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "train", help="train a tagger on CoNLL data (selects on dev micro-F1)",
-        description="Train the text-only BERT-CRF tagger, optionally with semantic augmentation "
+        description="Train the text-only BERT-CRF tagger or (--model mgcmt) the cross-modal MGCMT, optionally with "
+                    "semantic augmentation "
                     "(--aug add|gate|embed: word vectors averaged over each word's --aug-k nearest "
                     "neighbours in --lexicon, fused after BERT or inside its embeddings; SPEC §2). "
                     "The checkpoint with the best dev micro-F1 is kept in OUT/best.npz; OUT/last.npz lets an "
@@ -20,7 +24,8 @@ def register(subparsers) -> None:
                     "table): score it once with `evaluate`.")
     p.add_argument("--data", required=True, help="folder with train.txt and valid.txt (CoNLL with IMGID)")
     p.add_argument("--out", required=True, help="run folder to create (or to continue with --resume)")
-    p.add_argument("--model", default="text-crf", choices=("text-crf",), help="model to train (default: text-crf)")
+    p.add_argument("--model", default="text-crf", choices=("text-crf", "mgcmt"),
+                   help="text-crf: the BERT-CRF baseline (default); mgcmt: the paper's cross-modal model")
     p.add_argument("--bert", default=None,
                    help="Hugging Face BERT folder or converted .npz (default: the installed MiniLM-L6-H384)")
     p.add_argument("--epochs", type=int, default=8)
@@ -40,7 +45,33 @@ def register(subparsers) -> None:
     from minimner.lexicon.augment import add_augment_arguments
 
     add_augment_arguments(p, default_mode="none")
+    p.set_defaults(aug=None)   # resolved per model in run(): none for text-crf, add (the paper's) for mgcmt
+    from minimner.models.fusion import FUSION_METHODS
+
+    g = p.add_argument_group("cross-modal model (--model mgcmt; defaults: the paper's flags, see the README)")
+    g.add_argument("--features", default=None, metavar="DIR",
+                   help="`python -m minimner features` output folder (default: every image marked missing)")
+    g.add_argument("--objects", default=None, metavar="FILE",
+                   help="object-label file, JSON {image: [COCO labels]} or the original's .pt (default: none)")
+    g.add_argument("--fusion", default=None, choices=FUSION_METHODS,
+                   help="fusion of the four cross-modal paths (default gate_concat; original ffusion_method)")
+    g.add_argument("--merge", default=None, choices=("main", "bert"),
+                   help="concatenate the fused vector with the main text branch (main, default) or with BERT's "
+                        "augmented output (bert) (original main_cat 0 / 1)")
+    g.add_argument("--aux-mix", action="store_const", const=True, default=None,
+                   help="mix ½ of the aux span emissions into the main ones (original alpha_seg = 0)")
+    g.add_argument("--no-aux-loss", action="store_const", const=True, default=None,
+                   help="train without the auxiliary span CRF (original seg_task = 1)")
+    g.add_argument("--char-cnn", action="store_const", const=True, default=None,
+                   help="add the char-CNN inside BERT's embeddings (original use_char_cnn = 0)")
     p.set_defaults(func=run)
+
+
+def mgcmt_flags(args) -> dict:
+    """The MGCMT plain flags given on the command line (only those set)."""
+    flags = {"fusion": args.fusion, "merge": args.merge, "aux_mix": args.aux_mix,
+             "aux_loss": None if args.no_aux_loss is None else False, "char_cnn": args.char_cnn}
+    return {k: v for k, v in flags.items() if v is not None}
 
 
 def run(args) -> int:
@@ -49,13 +80,22 @@ def run(args) -> int:
     from minimner.lexicon.augment import augment_config_from_args
     from minimner.train import TrainConfig, train
 
+    from minimner.cli import CLIError
+
+    mflags = mgcmt_flags(args)
+    if args.model != "mgcmt" and (mflags or args.features or args.objects):
+        raise CLIError("--features, --objects, --fusion, --merge, --aux-mix, --no-aux-loss and --char-cnn are "
+                       "options of --model mgcmt")
+    if args.aug is None:
+        args.aug = "add" if args.model == "mgcmt" else "none"
     aug = augment_config_from_args(args)
     cfg = TrainConfig(data_dir=args.data, out=args.out, model=args.model, bert=args.bert, epochs=args.epochs,
                       batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, warmup=args.warmup,
                       max_grad_norm=args.max_grad_norm, seed=args.seed, patience=args.patience,
                       constrained=not args.unconstrained, limit=args.limit, max_steps=args.max_steps,
                       aug=aug.mode, lexicon=aug.lexicon, aug_k=aug.k, aug_case=aug.case, aug_oov=aug.oov,
-                      aug_seed=aug.seed, aug_cache=aug.cache_dir)
+                      aug_seed=aug.seed, aug_cache=aug.cache_dir, features=args.features, objects=args.objects,
+                      mgcmt=mflags)
     summary = train(cfg, resume=args.resume, progress=not args.no_progress)
     print(json.dumps(summary))
     return 0

@@ -32,7 +32,7 @@ E augmentation vector size.
 from __future__ import annotations
 
 from minimner import backend
-from minimner.crf import paper_constraints
+from minimner.constraints import paper_constraints
 from minimner.data.labels import MAIN_TAGS, NUM_TAGS
 from minimner.data.batching import augment_input
 from minimner.models.bert import BertModel
@@ -133,8 +133,14 @@ class TextCRFTagger(Module):
         h = self.dropout.forward(h)                                         # (B, T, C)
         return self.classifier.forward(h)                                   # (B, T, C) @ (C, K) -> (B, T, K)
 
-    def forward(self, batch, aug=None):
-        """Mean negative log-likelihood of the gold piece labels (a 0-d array in the parameters' dtype)."""
+    def forward(self, batch, aug=None, source=None):
+        """Mean negative log-likelihood of the gold piece labels (a 0-d array in the parameters' dtype).
+
+        ``source`` (image/object inputs) is accepted so training code treats every tagger alike;
+        the text-only tagger reads no image, so it must be None.
+        """
+        if source is not None:
+            raise ValueError("the text-only tagger takes no image/object source (train --model mgcmt for that)")
         if batch.labels is None:
             raise ValueError("TextCRFTagger.forward needs a labelled batch (use decode for unlabelled text)")
         em = self.emissions(batch, aug)                                     # (B, T, K)
@@ -157,11 +163,17 @@ class TextCRFTagger(Module):
         daug_embed = self.bert.backward(dh)                                 # (B, T, E) in mode embed, else None
         return daug_embed if self.aug_mode == "embed" else daug
 
+    def predict_words(self, batch, constrained: bool = True, source=None) -> list[list[str]]:
+        """:meth:`decode` under the interface shared with :class:`minimner.models.mgcmt.MGCMT`."""
+        if source is not None:
+            raise ValueError("the text-only tagger takes no image/object source (train --model mgcmt for that)")
+        return self.decode(batch, constrained=constrained)
+
     def decode(self, batch, constrained: bool = True, aug=None) -> list[list[str]]:
         """Predicted word-level tags (one list per sentence, one tag per word).
 
         With ``constrained`` (default) the Viterbi search is restricted by
-        :func:`minimner.crf.paper_constraints`, so word positions only take
+        :func:`minimner.constraints.paper_constraints`, so word positions only take
         O/B-*/I-*. Without it, an ``X``/``[CLS]``/``[SEP]``/pad predicted on a word
         is returned as is (the scorer counts and reports those). ``aug`` as in
         :meth:`emissions`.

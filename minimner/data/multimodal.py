@@ -1,0 +1,167 @@
+"""Image features and object labels for a batch of tweets: the multimodal inputs of MGCMT.
+
+Two sources, both optional (a run without them has every image marked missing):
+
+* :class:`ImageFeatures` reads the folder written by ``python -m minimner features``:
+  ``OUT/features.json`` (the settings) and one ``OUT/<split>/<image id>.npy`` of shape
+  (R, C_img) per image (region r = w·row + col). Train-split features come from seeded
+  random crops, valid/test from the centre crop (SPEC §8.4), hence one folder per split.
+* an object-label table ``{image id: [COCO ids]}`` from :func:`minimner.vision.objects.load_objects`
+  (the vision code's JSON or the original's torch dict), turned into the 5-slot id vector.
+
+:class:`MultimodalSource` binds them to one split and builds, for a
+:class:`~minimner.data.batching.Batch`, the model's ``image`` (B, C_img, h, w),
+``region_mask`` (B, R) and ``objects`` (B, O). A tweet whose image is absent from
+the data (no ``IMGID``), absent from the folder (the features command found the file
+missing or unreadable and wrote nothing) gets zero features and an all-0 region mask —
+the same input either way, never another tweet's picture. ``remap`` replaces each image
+id by another (for the "shuffled images" control: the model sees a random other tweet's
+picture and objects).
+
+Dimension legend: B batch, R regions (h·w, 49 at 224×224), C_img feature size
+(512 for ResNet-18/34, 2048 for ResNet-50+), O object slots (5).
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+
+from minimner import backend
+
+__all__ = ["ImageFeatures", "MultimodalSource", "feature_channels"]
+
+#: Output channels of the last ResNet stage, by depth.
+_CHANNELS = {18: 512, 34: 512, 50: 2048, 101: 2048, 152: 2048}
+
+
+def feature_channels(arch: str) -> int:
+    """C_img of a ``resnetN`` architecture name (512 for 18/34, 2048 for 50/101/152)."""
+    try:
+        return _CHANNELS[int(str(arch).lower().replace("resnet", ""))]
+    except (KeyError, ValueError):
+        raise ValueError(f"unknown ResNet architecture {arch!r}; expected one of "
+                         f"{', '.join('resnet%d' % d for d in _CHANNELS)}") from None
+
+
+class ImageFeatures:
+    """The region grids of a ``features`` output folder.
+
+    Parameters
+    ----------
+    root : folder holding ``features.json`` and ``<split>/<image id>.npy``.
+
+    Attributes
+    ----------
+    root : Path. settings : dict (``features.json``). channels : C_img. grid : (h, w).
+    regions : R = h·w.
+
+    Raises
+    ------
+    FileNotFoundError
+        when ``root`` or its ``features.json`` does not exist.
+    ValueError
+        when ``features.json`` is malformed.
+    """
+
+    def __init__(self, root):
+        self.root = Path(root)
+        path = self.root / "features.json"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} not found: {self.root} is not a `python -m minimner features` "
+                                    "output folder")
+        try:
+            self.settings = json.loads(path.read_text(encoding="utf-8"))
+            self.channels = feature_channels(self.settings["arch"])
+            side = math.ceil(int(self.settings["size"]) / 32)
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+            raise ValueError(f"{path}: malformed features settings ({e})") from None
+        self.grid = (side, side)
+        self.regions = side * side
+
+    def path(self, split: str, image_id: str) -> Path:
+        return self.root / split / f"{image_id}.npy"
+
+    def lookup(self, split: str, image_ids) -> tuple[np.ndarray, np.ndarray]:
+        """Host arrays ``(grid (B, R, C_img) float32, present (B,) bool)`` for ``image_ids``.
+
+        ``None`` ids and ids without a file give zeros and ``present = False``.
+
+        Raises
+        ------
+        ValueError
+            naming the file when a ``.npy`` cannot be read or has the wrong shape.
+        """
+        B = len(image_ids)
+        grid = np.zeros((B, self.regions, self.channels), dtype=np.float32)   # (B, R, C_img)
+        present = np.zeros(B, dtype=bool)                                     # (B,)
+        for b, image_id in enumerate(image_ids):
+            if image_id is None:
+                continue
+            p = self.path(split, image_id)
+            if not p.is_file():
+                continue
+            try:
+                g = np.load(p, allow_pickle=False)
+            except (ValueError, OSError, EOFError) as e:
+                raise ValueError(f"{p}: unreadable feature file ({e}); delete it and rerun "
+                                 "`python -m minimner features` to recompute it") from None
+            if g.shape != (self.regions, self.channels):
+                raise ValueError(f"{p}: feature grid has shape {g.shape}, expected (R, C_img) = "
+                                 f"{(self.regions, self.channels)} (features.json: {self.settings.get('arch')}, "
+                                 f"size {self.settings.get('size')})")
+            grid[b] = g                                                       # float16 files are widened here
+            present[b] = True
+        return grid, present
+
+
+class MultimodalSource:
+    """Image features and object ids of one split, per batch.
+
+    Parameters
+    ----------
+    split : the features sub-folder (``train``, ``valid``, ``test``).
+    features : ImageFeatures or None (no images: every image is missing).
+    objects : mapping image id → list of COCO ids (``load_objects``), or None (no objects).
+    remap : mapping image id → image id whose picture and objects to use instead, or None.
+    slots : O, object slots per tweet (5).
+    """
+
+    def __init__(self, split: str, features: ImageFeatures | None = None, objects: Mapping | None = None,
+                 remap: Mapping | None = None, slots: int = 5):
+        self.split, self.features, self.objects, self.remap, self.slots = split, features, objects, remap, int(slots)
+
+    def image_ids(self, batch) -> list:
+        ids = [s.image_id for s in batch.sentences]
+        if self.remap is not None:
+            ids = [None if i is None else self.remap.get(i, i) for i in ids]
+        return ids
+
+    def inputs(self, batch, dtype=np.float32) -> dict:
+        """``{"image": (B, C_img, h, w) or None, "region_mask": (B, R) bool or None, "objects": (B, O) or None}``.
+
+        Arrays live on the backend of ``batch.input_ids`` (one transfer each). ``image`` is
+        None when no tweet of the batch has features (the model then builds the missing-image
+        input itself; the result is the same as an all-masked grid).
+        """
+        from minimner.vision.objects import lookup_batch
+
+        where = backend.device_of(batch.input_ids)
+        ids = self.image_ids(batch)
+        out = {"image": None, "region_mask": None, "objects": None}
+        if self.features is not None:
+            grid, present = self.features.lookup(self.split, ids)              # (B, R, C_img), (B,)
+            if present.any():
+                B, R, Ci = grid.shape
+                h, w = self.features.grid
+                image = np.ascontiguousarray(grid.transpose(0, 2, 1)).reshape(B, Ci, h, w)  # (B, C_img, h, w)
+                out["image"] = backend.asarray(image.astype(dtype, copy=False), backend=where)
+                rmask = np.repeat(present[:, None], R, axis=1)                 # (B, R): all regions of a present image
+                out["region_mask"] = backend.asarray(rmask, backend=where)
+        if self.objects is not None:
+            obj, _ = lookup_batch(self.objects, [i if i is not None else "" for i in ids], self.slots)  # (B, O)
+            out["objects"] = backend.asarray(np.asarray(obj, dtype=np.int64), backend=where)
+        return out

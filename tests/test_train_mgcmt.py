@@ -1,0 +1,155 @@
+"""Training, evaluating and predicting with the cross-modal model (--model mgcmt) through the CLI and the API.
+
+A tiny random BERT (tests.test_train), the embedded toy tweets, and a fake ``features`` folder
+(random (49, 512) grids, as a ResNet-18 would give) so each run takes seconds.
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from minimner.atomic import write_json_atomic
+from minimner.data.conll import read_conll
+from minimner.data.toy import write_toy_dataset
+from minimner.train import TrainConfig, load_run, run_source, train
+from tests.test_train import make_tiny_bert
+
+
+def _quiet(*a):
+    pass
+
+
+def fake_features(data, out, skip=(), arch="resnet18", seed=0):
+    """A `features`-style folder: features.json + <split>/<id>.npy (49, C) for every image but ``skip``."""
+    from minimner.cli.features import read_image_ids
+    from minimner.data.multimodal import feature_channels
+
+    rng = np.random.default_rng(seed)
+    C = feature_channels(arch)
+    write_json_atomic(out / "features.json", {"format_version": 1, "arch": arch, "size": 224, "dtype": "float32"})
+    for split in ("train", "valid", "test"):
+        (out / split).mkdir(parents=True, exist_ok=True)
+        for image_id in read_image_ids(data / f"{split}.txt"):
+            if image_id not in skip:
+                np.save(out / split / f"{image_id}.npy", rng.random((49, C)).astype(np.float32))
+    return out
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tiny_mgcmt")
+    data = write_toy_dataset(root / "data", n_train=24, n_valid=8, n_test=8)
+    first_train = read_conll(data / "train.txt")[0].image_id
+    feats = fake_features(data, root / "features", skip={first_train})
+    objects = root / "objects.json"
+    ids = [s.image_id for split in ("train", "valid", "test") for s in read_conll(data / f"{split}.txt")]
+    write_json_atomic(objects, {f"{i}.jpg": (["person", "car"] if k % 3 else []) for k, i in enumerate(ids)})
+    return {"bert": make_tiny_bert(root / "bert"), "data": data, "features": feats, "objects": objects}
+
+
+def _cfg(tiny, out, **kw):
+    base = dict(data_dir=str(tiny["data"]), out=str(out), bert=str(tiny["bert"]), epochs=2, batch_size=8,
+                eval_batch_size=8, lr=1e-3, seed=3, model="mgcmt", aug="none")
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_images_missing_run_trains_and_loads(tiny, tmp_path):
+    out = tmp_path / "run"
+    summary = train(_cfg(tiny, out), progress=False, log=_quiet)
+    assert summary["epochs_run"] == 2 and np.isfinite(summary["best_dev_f1"])
+    info = json.loads((out / "run.json").read_text())
+    assert info["mgcmt_config"]["fusion"] == "gate_concat" and info["config"]["features"] is None
+    assert info["original_flags"] == dict(use_char_cnn=1, aug_before=2, aug_gate=1, ffusion_method=2, main_cat=0,
+                                          alpha_seg=1, seg_task=0)
+    model, tok, info = load_run(out)
+    assert type(model).__name__ == "MGCMT" and not model.training
+    assert run_source(info, "test").features is None
+
+
+def test_resumed_mgcmt_run_reaches_the_same_weights(tiny, tmp_path, monkeypatch):
+    full = tmp_path / "full"
+    kw = dict(features=str(tiny["features"]), objects=str(tiny["objects"]), mgcmt={"char_cnn": True})
+    train(_cfg(tiny, full, **kw), progress=False, log=_quiet)
+    from minimner.models import mgcmt
+
+    part = tmp_path / "part"
+    calls = {"n": 0}
+    original = mgcmt.MGCMT.backward
+
+    def crashing_backward(self):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise KeyboardInterrupt
+        return original(self)
+
+    monkeypatch.setattr(mgcmt.MGCMT, "backward", crashing_backward)
+    with pytest.raises(KeyboardInterrupt):
+        train(_cfg(tiny, part, **kw), progress=False, log=_quiet)
+    monkeypatch.setattr(mgcmt.MGCMT, "backward", original)
+    train(_cfg(tiny, part, **kw), resume=True, progress=False, log=_quiet)
+    from minimner.checkpoint import load_checkpoint
+
+    a, _, ma = load_checkpoint(full / "last.npz")
+    b, _, mb = load_checkpoint(part / "last.npz")
+    assert set(a) == set(b)
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    assert (part / "chars.json").is_file()
+    assert ma["train_state"]["history"][-1]["dev_f1"] == mb["train_state"]["history"][-1]["dev_f1"]
+
+
+def test_cli_train_evaluate_predict_with_features(tiny, tmp_path, capsys):
+    from minimner.cli import main
+
+    out = tmp_path / "cli"
+    assert main(["train", "--data", str(tiny["data"]), "--out", str(out), "--bert", str(tiny["bert"]),
+                 "--model", "mgcmt", "--aug", "none", "--features", str(tiny["features"]), "--objects",
+                 str(tiny["objects"]), "--fusion", "grid_vs_objects", "--no-aux-loss", "--epochs", "1",
+                 "--batch-size", "8", "--no-progress"]) == 0
+    info = json.loads((out / "run.json").read_text())
+    assert info["mgcmt_config"]["fusion"] == "grid_vs_objects" and info["mgcmt_config"]["aux_loss"] is False
+    assert info["mgcmt_config"]["image_dim"] == 512
+    capsys.readouterr()
+    assert main(["evaluate", "--run", str(out), "--split", "test", "--json", "--no-progress"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert 0.0 <= result["default"]["micro"]["f1"] <= 1.0
+    pred = tmp_path / "pred.txt"
+    assert main(["predict", "--run", str(out), "--input", str(tiny["data"] / "test.txt"), "--output", str(pred),
+                 "--no-progress"]) == 0
+    assert len(read_conll(pred)) == len(read_conll(tiny["data"] / "test.txt"))
+
+
+def test_missing_image_file_equals_missing_image_in_data(tiny, tmp_path):
+    """A tweet whose image has no features gets the same prediction as the same tweet without an IMGID."""
+    out = tmp_path / "same"
+    train(_cfg(tiny, out, features=str(tiny["features"]), epochs=1), progress=False, log=_quiet)
+    model, tok, info = load_run(out)
+    from minimner.data.batching import encode_sentences, make_batch
+    from minimner.data.conll import Sentence
+
+    s = read_conll(tiny["data"] / "train.txt")[0]               # its image has no .npy (the fixture skipped it)
+    no_file = Sentence(words=s.words, tags=s.tags, image_id=s.image_id)
+    no_id = Sentence(words=s.words, tags=s.tags, image_id=None)
+    src = run_source(info, "train")
+    b1, b2 = (make_batch(encode_sentences(tok, [x])) for x in (no_file, no_id))
+    e1 = model.emissions(**model.batch_inputs(b1, src))
+    e2 = model.emissions(**model.batch_inputs(b2, src))
+    for a, b in zip(e1, e2):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_mgcmt_options_are_checked(tiny, tmp_path, capsys):
+    from minimner.cli import main
+
+    assert main(["train", "--data", str(tiny["data"]), "--out", str(tmp_path / "x"), "--features", "F"]) == 2
+    assert "options of --model mgcmt" in capsys.readouterr().err
+    with pytest.raises(FileNotFoundError, match="features.json"):
+        train(_cfg(tiny, tmp_path / "y", features=str(tmp_path / "nowhere")), progress=False, log=_quiet)
+    with pytest.raises(ValueError, match="come from the run"):
+        train(_cfg(tiny, tmp_path / "z", mgcmt={"aug_dim": 3}), progress=False, log=_quiet)
+    with pytest.raises(ValueError, match="text-crf reads no images"):
+        train(_cfg(tiny, tmp_path / "w", model="text-crf", features=str(tiny["features"])), progress=False,
+              log=_quiet)
