@@ -153,3 +153,41 @@ def test_mgcmt_options_are_checked(tiny, tmp_path, capsys):
     with pytest.raises(ValueError, match="text-crf reads no images"):
         train(_cfg(tiny, tmp_path / "w", model="text-crf", features=str(tiny["features"])), progress=False,
               log=_quiet)
+
+
+def test_explain_and_visualise_an_mgcmt_run(tiny, tmp_path, capsys):
+    from minimner.cli import main
+
+    out = tmp_path / "run"
+    train(_cfg(tiny, out, features=str(tiny["features"]), objects=str(tiny["objects"]), epochs=1), progress=False,
+          log=_quiet)
+    png = tmp_path / "explain.png"
+    assert main(["explain", "--run", str(out), "--tweet", "Obama visits Paris today", "--objects", "person,car",
+                 "--word", "Paris", "--out", str(png)]) == 0
+    printed = capsys.readouterr().out
+    assert "Obama/" in printed and png.stat().st_size > 10_000
+    assert main(["explain", "--run", str(out), "--tweet", "Obama", "--word", "Paris"]) == 2
+    assert "not a word of the tweet" in capsys.readouterr().err
+    assert main(["explain", "--run", str(out), "--tweet", "x", "--image", str(tmp_path / "none.jpg")]) == 2
+    crf = tmp_path / "crf.png"
+    assert main(["visualise", "--run", str(out), "--input", str(tiny["data"] / "test.txt"), "--index", "1",
+                 "--what", "crf", "--out", str(crf)]) == 0
+    assert crf.stat().st_size > 10_000
+
+
+def test_explanation_follows_the_model(tiny, tmp_path):
+    """The per-word maps are the model's own attention rows at the words' first pieces."""
+    from minimner.explain import SingleImageSource, explain_tweet
+
+    out = tmp_path / "run"
+    train(_cfg(tiny, out, features=str(tiny["features"]), epochs=1), progress=False, log=_quiet)
+    model, tok, info = load_run(out)
+    grid = np.random.default_rng(0).random((49, 512)).astype(np.float32)
+    ex = explain_tweet(model, tok, ["Obama", "visits", "Paris"], SingleImageSource(grid, objects=["person"]))
+    h = model.bert.config.num_attention_heads
+    assert ex.txt2img.shape == (h, 3, 49) and ex.txt2obj.shape == (h, 3, 5) and ex.has_image
+    np.testing.assert_allclose(ex.txt2img.sum(-1), 1.0, rtol=1e-5)
+    assert ex.objects.tolist() == [1, 0, 0, 0, 0] and set(ex.gates) == {"image", "object"}
+    none = explain_tweet(model, tok, ["Obama", "visits", "Paris"], None)
+    np.testing.assert_allclose(none.txt2img, 1 / 49, rtol=1e-5)        # no image: uniform over the null grid
+    assert not none.has_image

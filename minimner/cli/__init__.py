@@ -14,7 +14,7 @@ import sys
 
 #: Commands in the order ``--help`` lists them.
 COMMANDS = ("demo", "train", "evaluate", "predict", "score", "convert", "features",
-            "neighbours", "visualise")
+            "neighbours", "visualise", "explain")
 
 
 class CLIError(Exception):

@@ -93,7 +93,8 @@ def _settings(args, depth, splits) -> dict:
     train_crop = "random crop + flip (seeded)" if args.train_crop == "random" else "resize + centre crop"
     return OrderedDict(
         format_version=1, arch=f"resnet{depth}", weights=Path(args.weights).name,
-        weights_sha256=sha256_file(args.weights), dtype=args.dtype, size=args.size, seed=args.seed,
+        weights_sha256=sha256_file(args.weights), weights_path=str(Path(args.weights).resolve()), dtype=args.dtype,
+        size=args.size, seed=args.seed,
         transforms={s: (train_crop if s == "train" else "resize + centre crop") for s in splits},
         layout="OUT/<split>/<image id>.npy, shape (R, C), region r = w·row + col",
         bn="eval mode (running statistics), folded into the convolutions")
@@ -128,7 +129,8 @@ def run(args) -> int:
     settings_path = out / "features.json"
     if settings_path.exists():
         old = json.loads(settings_path.read_text(encoding="utf-8"))
-        diff = [k for k in settings if k != "transforms" and old.get(k) != settings[k]]
+        # The weights' location may change between runs (their SHA-256 is what must match).
+        diff = [k for k in settings if k not in ("transforms", "weights_path") and old.get(k) != settings[k]]
         diff += [f"transforms[{s}]" for s in splits if old.get("transforms", {}).get(s, settings["transforms"][s])
                  != settings["transforms"][s]]
         if diff:

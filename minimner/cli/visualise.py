@@ -7,6 +7,9 @@ Two figures for a sentence (plain words, or ``--index`` of a CoNLL file):
   (:func:`minimner.plots.crf.plot_crf`);
 * ``attention``: BERT's real attention probabilities (B, H, T, T) of one layer,
   averaged over heads or for one head (SPEC §8.5: real maps, not placeholders).
+
+Both work for text-only and ``--model mgcmt`` runs (the latter reads the sentence's image
+from the run's features, sub-folder ``--split``); ``explain`` draws the cross-modal maps.
 """
 from __future__ import annotations
 
@@ -24,6 +27,8 @@ def register(subparsers) -> None:
     p.add_argument("--what", choices=("crf", "attention"), default="crf")
     p.add_argument("--layer", type=int, default=-1, help="BERT layer for --what attention (default: last)")
     p.add_argument("--head", type=int, default=None, help="one head instead of the mean over heads")
+    p.add_argument("--split", default="test",
+                   help="mgcmt runs: the features sub-folder of --input's images (default: test)")
     p.add_argument("--out", required=True, help="PNG file to write")
     p.set_defaults(func=run)
 
@@ -44,9 +49,9 @@ def run(args) -> int:
     from minimner.data.labels import MAIN_TAGS
     from minimner.models.text_crf import piece_word_mask
     from minimner.plots.crf import plot_crf
-    from minimner.train import load_run
+    from minimner.train import load_run, run_source
 
-    model, tok, _ = load_run(args.run)
+    model, tok, info = load_run(args.run)
     if args.text is not None:
         words = args.text.split()
         if not words:
@@ -60,7 +65,10 @@ def run(args) -> int:
         sent = Sentence(words=s.words, image_id=s.image_id)
     [example] = encode_sentences(tok, [sent])
     batch = make_batch([example])
-    em = model.emissions(batch)                                         # (1, T, K)
+    if info["config"].get("model") == "mgcmt":                          # the cross-modal model: its image too
+        em, _ = model.emissions(**model.batch_inputs(batch, run_source(info, args.split)))  # (1, T, K)
+    else:
+        em = model.emissions(batch)                                     # (1, T, K)
     pieces = tok.convert_ids_to_tokens(backend.asnumpy(batch.input_ids)[0].tolist())
     if args.what == "crf":
         fig = plot_crf(model.crf, em, batch.attention_mask, tag_names=list(MAIN_TAGS), tokens=pieces,

@@ -474,14 +474,15 @@ class MGCMT(Module):
                               image_given=image is not None, B=ids.shape[0], mask=mask))
         return e, e_aux
 
-    def _backward_emissions(self, de, de_aux):
+    def _backward_emissions(self, de, de_aux, input_grads: bool = False):
         """Back-propagate d main (B, T, K) and d aux (B, T, Ka) (either may be None) into every ``.grad``.
 
-        Returns
-        -------
-        dict with ``aug`` (B, T, E) (None without augmentation) and ``image`` (B, C_img, h, w)
-        (None when no image was given): the gradients of the inputs, for gradient checks and
-        saliency.
+        With ``input_grads`` the gradients of the float inputs are returned too: ``aug``
+        (B, T, E) (None without augmentation) and ``image`` (B, C_img, h, w) (None when no
+        image was given or no path reads it), for gradient checks and saliency. Training does
+        not need them: the image features are constants, so the two (N, C) @ (C, C_img)
+        products of ``vismap2text(_v2)`` are skipped by default (about 3.7 GFLOP of a
+        MiniLM-size step), and the dict holds None.
         """
         cache = self._pop_cache()
         cfg = self.config
@@ -529,13 +530,13 @@ class MGCMT(Module):
             dm_d, dp = self.txt2txt_attention.backward(du_imgtxt)                       # (B, T, C), (B, R, C)
             dg2, dm_e = self.img2txt_attention.backward(dp)                             # (B, R, C), (B, T, C)
             dg2 = self.img2img_attention_v2.backward(dg2)                               # (B, R, C)
-            dgrid = add(dgrid, self.vismap2text_v2.backward(dg2))                       # (B, R, C_img)
+            dgrid = add(dgrid, self.vismap2text_v2.backward(dg2, need_dx=input_grads))  # (B, R, C_img)
             dm = add(add(dm, dm_d), dm_e)
         # 5: U_img = CrossL(M ← G1), G1 = SelfL(G W_v1ᵀ + b).
         if du_img is not None:
             dm_f, dg1 = self.txt2img_attention.backward(du_img)                         # (B, T, C), (B, R, C)
             dg1 = self.img2img_attention.backward(dg1)                                  # (B, R, C)
-            dgrid = add(dgrid, self.vismap2text.backward(dg1))                          # (B, R, C_img)
+            dgrid = add(dgrid, self.vismap2text.backward(dg1, need_dx=input_grads))     # (B, R, C_img)
             dm = add(dm, dm_f)
         # 4: M = SelfL_main(S).
         ds = self.self_attention_v2.backward(dm) if dm is not None else None            # (B, T, C)
@@ -555,7 +556,8 @@ class MGCMT(Module):
             dgrid = dgrid * cache["rmask"][:, :, None].astype(dgrid.dtype)              # masked regions: zeroed input
             B, R, Ci = dgrid.shape
             dimage = dgrid.transpose(0, 2, 1).reshape(B, Ci, *cache["grid_hw"])         # (B, R, C_img) -> (B,C_img,h,w)
-        return {"aug": daug_embed if cfg.aug == "embed" else daug, "image": dimage}
+        daug = daug_embed if cfg.aug == "embed" else daug
+        return {"aug": daug if input_grads else None, "image": dimage}
 
     # ------------------------------------------------------------------ loss and decoding
     def loss(self, input_ids, input_mask, aug, image, objects, trans_matrix=None, char_ids=None, region_mask=None,
@@ -584,19 +586,20 @@ class MGCMT(Module):
         self._loss_pending = True
         return loss
 
-    def backward(self):
+    def backward(self, input_grads: bool = False):
         """Back-propagate the last :meth:`loss` into every parameter's ``.grad`` (adds; call ``zero_grad`` first).
 
         Returns
         -------
-        dict of input gradients (``aug``, ``image``), see :meth:`_backward_emissions`.
+        dict of input gradients (``aug``, ``image``); None values unless ``input_grads``
+        (see :meth:`_backward_emissions`).
         """
         if not getattr(self, "_loss_pending", False):
             raise RuntimeError("MGCMT.backward needs a pending loss(...) (call loss first; one backward per loss)")
         self._loss_pending = False
         de = self.crf.backward()                                                        # (B, T, K)
         de_aux = self.aux_crf.backward(self.config.aux_weight) if self.config.aux_loss else None  # (B, T, Ka)
-        return self._backward_emissions(de, de_aux)
+        return self._backward_emissions(de, de_aux, input_grads)
 
     def decode(self, input_ids, input_mask, aug, image, objects, trans_matrix=None, char_ids=None,
                region_mask=None, *, constrained: bool = True, word_mask=None) -> list[list[int]]:

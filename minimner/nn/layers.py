@@ -68,9 +68,9 @@ class Linear(Module):
         self._save_cache(cache)
         return y
 
-    def backward(self, dy):
-        """dy (..., Out) -> dx (..., In); adds into ``weight.grad`` / ``bias.grad``."""
-        dx, dw, db = linear_backward(dy, self._pop_cache())
+    def backward(self, dy, need_dx: bool = True):
+        """dy (..., Out) -> dx (..., In) (None when ``need_dx`` is False); adds into ``weight.grad`` / ``bias.grad``."""
+        dx, dw, db = linear_backward(dy, self._pop_cache(), need_dx)
         self.weight.grad += dw
         if self.bias is not None:
             self.bias.grad += db

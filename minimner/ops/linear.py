@@ -58,17 +58,19 @@ def linear_forward(x, weight, bias=None):
     return y, LinearCache(x, weight, bias is not None)
 
 
-def linear_backward(dy, cache):
+def linear_backward(dy, cache, need_dx: bool = True):
     """Gradients of :func:`linear_forward`.
 
     Parameters
     ----------
     dy : array (..., Out), upstream gradient dL/dy
     cache : LinearCache from the forward pass
+    need_dx : False when ``x`` is a constant input (e.g. frozen image features): the
+        (N, Out) @ (Out, In) product for dx is then skipped and None returned
 
     Returns
     -------
-    dx : array (..., In)
+    dx : array (..., In), or None when ``need_dx`` is False
     dweight : array (Out, In)
     dbias : array (Out,), or None when the forward had no bias
     """
@@ -77,7 +79,7 @@ def linear_backward(dy, cache):
     n_in, n_out = weight.shape[1], weight.shape[0]
     x2 = x.reshape(-1, n_in)                               # (..., In) -> (N, In)
     dy2 = dy.reshape(-1, n_out)                            # (..., Out) -> (N, Out)
-    dx = (dy2 @ weight).reshape(*dy.shape[:-1], n_in)      # (N, Out) @ (Out, In) -> (..., In)
+    dx = (dy2 @ weight).reshape(*dy.shape[:-1], n_in) if need_dx else None  # (N, Out) @ (Out, In) -> (..., In)
     dweight = dy2.T @ x2                                   # (Out, N) @ (N, In) -> (Out, In)
     dbias = xp.sum(dy2, axis=0) if has_bias else None      # (N, Out) -> (Out,)
     return dx, dweight, dbias

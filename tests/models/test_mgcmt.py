@@ -38,7 +38,7 @@ def _analytic_loss(model, kw, labels, aux):
     f = _loss_fn(model, kw, labels, aux)
     model.zero_grad()
     f()
-    dins = model.backward()
+    dins = model.backward(input_grads=True)
     return f, dins
 
 
@@ -92,7 +92,7 @@ def test_emissions_directional_random_upstream(fusion):
 
         model.zero_grad()
         f()
-        dins = model._backward_emissions(r_main, r_aux)
+        dins = model._backward_emissions(r_main, r_aux, input_grads=True)
         arrays, analytic = _arrays(model, kw, dins)
         assert directional_check(f, arrays, analytic, rng=rng, tol=1e-6) <= 1e-6
 
@@ -262,7 +262,7 @@ def test_finite_without_objects_or_image(fusion, case):
     model.train()
     model.zero_grad()
     loss = model.loss(**kw, labels=labels, aux_labels=aux)
-    dins = model.backward()
+    dins = model.backward(input_grads=True)
     assert np.isfinite(loss)
     for n, p in model.named_parameters():
         assert np.isfinite(p.grad).all(), n
@@ -388,3 +388,18 @@ def test_float32_outputs_and_grads():
     assert loss.dtype == np.float32
     model.backward()
     assert all(p.grad.dtype == np.float32 for p in model.parameters())
+
+
+def test_input_gradients_only_on_request():
+    """Training skips the image-feature gradient (a constant input); asking for it gives the same parameter grads."""
+    model = tiny_model(seed=27).eval()
+    kw, labels, aux = tiny_inputs(model, seed=28)
+    grads = []
+    for want in (False, True):
+        model.zero_grad()
+        model.loss(**kw, labels=labels, aux_labels=aux)
+        dins = model.backward(input_grads=want)
+        assert (dins["image"] is not None) == want and (dins["aug"] is not None) == want
+        grads.append({n: p.grad.copy() for n, p in model.named_parameters()})
+    for n in grads[0]:
+        np.testing.assert_array_equal(grads[0][n], grads[1][n], err_msg=n)

@@ -1,0 +1,184 @@
+"""Explaining one tweet with a trained MGCMT: its tags, where each word looked in the picture and the objects.
+
+:func:`explain_tweet` runs the model once on one tweet (eval mode) and returns an
+:class:`Explanation`: the predicted tags, and for every *word* (its first word piece)
+the real attention probabilities of the cross-modal layers the forward pass keeps
+(SPEC §8.5): text → image grid (``txt2img``, h × W × R), text → objects (``txt2obj``,
+h × W × O), and the fusion's gate values (``image`` = g1 over the grid paths, ``object``
+= g2 over the object paths; W × C). :meth:`Explanation.figure` draws them with
+:func:`minimner.plots.attention.plot_tweet`.
+
+The picture of a tweet comes either from the data (a ``features`` folder, through a
+:class:`~minimner.data.multimodal.MultimodalSource`) or from an image file
+(:func:`image_grid`: the same eval transform and ResNet as the ``features`` command),
+and the objects from the run's object table or a list of COCO names.
+
+Dimension legend: W words, T word pieces, h heads, R regions (49), O object slots (5),
+C hidden, C_img image feature size.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from minimner import backend
+
+__all__ = ["Explanation", "SingleImageSource", "explain_tweet", "image_grid"]
+
+
+class SingleImageSource:
+    """A :class:`~minimner.data.multimodal.MultimodalSource` stand-in for one tweet with given inputs.
+
+    Parameters
+    ----------
+    grid : (R, C_img) float32 region features, or None (no image).
+    grid_hw : (h, w) with h·w = R (default square).
+    objects : sequence of COCO names or ids (detector order), or None.
+    slots : O.
+    """
+
+    def __init__(self, grid=None, grid_hw=None, objects=None, slots: int = 5):
+        from minimner.vision.objects import object_ids
+
+        self.grid = None if grid is None else np.asarray(grid, dtype=np.float32)
+        if self.grid is not None:
+            R = self.grid.shape[0]
+            side = int(round(R ** 0.5))
+            self.grid_hw = tuple(grid_hw) if grid_hw is not None else (side, side)
+            if self.grid.ndim != 2 or self.grid_hw[0] * self.grid_hw[1] != R:
+                raise ValueError(f"grid must be (R, C_img) with R = h·w; got shape {self.grid.shape}, h×w "
+                                 f"{self.grid_hw}")
+        self.objects = None if objects is None else object_ids(list(objects), slots)[0]   # (O,)
+
+    def inputs(self, batch, dtype=np.float32) -> dict:
+        where = backend.device_of(batch.input_ids)
+        B = len(batch)
+        out = {"image": None, "region_mask": None, "objects": None}
+        if self.grid is not None:
+            R, Ci = self.grid.shape
+            image = np.broadcast_to(self.grid.T.reshape(1, Ci, *self.grid_hw), (B, Ci, *self.grid_hw))
+            out["image"] = backend.asarray(np.ascontiguousarray(image, dtype=dtype), backend=where)
+            out["region_mask"] = backend.asarray(np.ones((B, R), dtype=bool), backend=where)
+        if self.objects is not None:
+            out["objects"] = backend.asarray(np.tile(self.objects, (B, 1)), backend=where)
+        return out
+
+
+@dataclass
+class Explanation:
+    """What the model did with one tweet (host NumPy arrays, one row per word)."""
+
+    words: list                   # W words
+    tags: list                    # W predicted tags
+    txt2img: np.ndarray           # (h, W, R) text → image-grid attention (path 1)
+    txt2obj: np.ndarray           # (h, W, O) text → object attention (path 1)
+    objects: np.ndarray           # (O,) object ids (0 = empty slot)
+    has_image: bool               # whether the tweet had image features
+    gates: dict = field(default_factory=dict)   # name -> (W, C) gate values in (0, 1)
+
+    def entity_words(self) -> list[int]:
+        """Indices of the words predicted as part of an entity (not O)."""
+        return [i for i, t in enumerate(self.tags) if t != "O"]
+
+    def default_word(self) -> int:
+        """The word to show by default: the first predicted entity word, else the first word."""
+        ents = self.entity_words()
+        return ents[0] if ents else 0
+
+    def figure(self, picture=None, word: int | None = None, title: str | None = None):
+        """The one-tweet figure (:func:`minimner.plots.attention.plot_tweet`) for word ``word``.
+
+        ``picture``: the (224, 224, 3) crop the features came from
+        (:func:`minimner.plots.attention.feature_crop`), or None to draw the grid alone.
+        """
+        from minimner.plots.attention import plot_tweet
+        from minimner.vision.objects import class_name
+
+        w = self.default_word() if word is None else int(word)
+        names = [class_name(int(i)) if i else "" for i in self.objects]
+        tagged = " ".join(f"{x}/{t}" if t != "O" else x for x, t in zip(self.words, self.tags))
+        return plot_tweet(picture, self.words, self.txt2img, self.txt2obj, names, self.objects != 0, self.gates,
+                          w, title=title or tagged)
+
+
+def explain_tweet(model, tokenizer, words: Sequence[str], source=None, image_id: str | None = None,
+                  constrained: bool = True) -> Explanation:
+    """Run ``model`` (an MGCMT) on one tweet and keep its tags, attention maps and gates per word.
+
+    Parameters
+    ----------
+    model : MGCMT (put in eval mode here).
+    tokenizer : the run's tokenizer.
+    words : the tweet's words.
+    source : MultimodalSource / SingleImageSource, or None (no image, no objects).
+    image_id : the tweet's image id (for a MultimodalSource).
+    constrained : constrained Viterbi (default) or plain.
+
+    Raises
+    ------
+    ValueError
+        for an empty tweet or a model that is not cross-modal.
+    """
+    from minimner.data.batching import encode_sentences, make_batch
+    from minimner.data.conll import Sentence
+
+    if not hasattr(model, "attention") or not hasattr(model, "batch_inputs"):
+        raise ValueError("explain needs a cross-modal (mgcmt) model; this run is text-only")
+    words = list(words)
+    if not words:
+        raise ValueError("the tweet has no words")
+    model.eval()
+    [example] = encode_sentences(tokenizer, [Sentence(words=words, image_id=image_id)])
+    batch = make_batch([example])
+    kw = model.batch_inputs(batch, source)
+    tags = model.predict_words(batch, constrained=constrained, source=source)[0]
+    first = backend.asnumpy(batch.first_piece)[0]                          # (W,) first pieces
+    att = {k: backend.asnumpy(v)[0] for k, v in model.attention.items()}  # (h, Lq, Lk)
+    gates = {k: backend.asnumpy(v)[0][first] for k, v in model.gates.items() if v.ndim == 3}
+    objects = (backend.asnumpy(kw["objects"])[0] if kw["objects"] is not None
+               else np.zeros(model.config.object_slots, dtype=np.int64))
+    return Explanation(words=words, tags=tags, txt2img=att["txt2img"][:, first], txt2obj=att["txt2obj"][:, first],
+                       objects=objects, has_image=kw["image"] is not None, gates=gates)
+
+
+def image_grid(path, arch: str, weights, size: int = 224):
+    """(R, C_img) region features of one image file, exactly as the ``features`` command computes them.
+
+    Eval transform (resize 256 + centre crop), the converted ResNet ``weights`` (BN folded), region
+    r = w·row + col. Returns None when the image is missing or unreadable (then: no image).
+    """
+    from minimner.convert.resnet import load_model
+    from minimner.models.resnet import ResNet, arch_depth
+    from minimner.vision.images import load_image
+
+    result = load_image(path, train=False, size=size)
+    if result.missing:
+        return None
+    model = load_model(weights, arch_depth(arch))
+    model.fold_bn()
+    x = backend.asarray(result.array[None], backend=backend.get_backend())    # (1, 3, S, S)
+    return backend.asnumpy(ResNet.regions(model.features(x)))[0]              # (R, C_img)
+
+
+def resnet_weights_for(info: dict, override=None) -> Path:
+    """The ResNet weights of a run's features: ``override``, else the path the features command recorded.
+
+    Raises
+    ------
+    FileNotFoundError
+        when neither exists (pass ``--resnet FILE``).
+    """
+    if override:
+        p = Path(override)
+        if not p.is_file():
+            raise FileNotFoundError(f"--resnet: file not found: {p}")
+        return p
+    settings = info.get("features_settings") or {}
+    rec = settings.get("weights_path")
+    if rec and Path(rec).is_file():
+        return Path(rec)
+    raise FileNotFoundError(f"the run's ResNet weights ({settings.get('weights', 'unknown')}) are not at a recorded "
+                            "path: pass --resnet FILE (the converted .npz the features were made with)")
