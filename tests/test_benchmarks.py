@@ -20,6 +20,7 @@ HARNESSES = {
     "crf.py": ["--quick", "--no-write"],
     "resnet.py": ["--quick"],
     "augment_table.py": ["--quick", "--no-torch"],
+    "mgcmt.py": ["--quick", "--no-write", "--threads", "1"],
 }
 
 
@@ -75,6 +76,54 @@ def test_text_crf_collect_summarises_runs(tmp_path):
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "text_crf.py"), "ablation", "--name", "toy",
                            "--out", str(out), "--arm", "add", *runs], capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0 and "not 'add'" in proc.stderr
+
+
+@pytest.mark.parity
+@pytest.mark.slow
+def test_mgcmt_benchmark_records_profile_previous_and_scaling(tmp_path, monkeypatch):
+    """benchmarks/mgcmt.py at --quick sizes writes records whose reports it renders, profiles every block,
+    compares a second run with the first and draws the scaling figure; with $MINIMNER_IIE4MNER (an
+    IIE4MNER checkout) the authors' module is timed on the same weights, else it is skipped with a message."""
+    pytest.importorskip("torch")
+    pytest.importorskip("matplotlib")
+    import os
+
+    checkout = os.environ.get("MINIMNER_IIE4MNER")
+    extra = ["--original", checkout] if checkout else []
+
+    def run(*args):
+        proc = subprocess.run([sys.executable, str(BENCH / "mgcmt.py"), "--quick", "--threads", "1", "--out",
+                               str(tmp_path), *extra, *args], capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+        return proc.stdout
+
+    first = run()
+    assert ("authors' module is skipped" in first) != bool(checkout)
+    run("--previous", str(tmp_path / "mgcmt_quick.json"))
+    run("--scaling")
+    bench = load_benchmark(monkeypatch, "mgcmt")
+    rec = json.loads((tmp_path / "mgcmt_quick.json").read_text())
+    assert bench.markdown(rec) == (tmp_path / "mgcmt_quick.md").read_text(encoding="utf-8")
+    assert rec["previous"]["comparable"] and set(rec["previous"]["minimner_ms"]) == set(rec["phases"])
+    row = rec["phases"]["train step"]
+    assert row["change_vs_previous"] == pytest.approx(row["minimner_ms"] / row["minimner_previous_ms"])
+    sides = ["minimner", "original"] if checkout else ["minimner"]
+    assert list(rec["profile"]) == sides and all(list(rec["peak_rss_rise_MiB"][p]) == sides for p in ("train", "eval"))
+    train = rec["profile"]["minimner"]["train"]
+    assert list(train["blocks"]) == list(bench.BLOCKS)
+    for block, r in train["blocks"].items():            # every block ran forward and backward, and was timed
+        assert r["forward_ms"] > 0 and (r["backward_ms"] > 0) == (block != "zero_grad"), (block, r)
+    shares = sum(r["percent"] for r in train["blocks"].values())
+    assert 50 < shares <= 100 + 1e-6 and train["total_ms"] == pytest.approx(sum(train["phase_ms"].values()))
+    if checkout:
+        assert row["ratio"] == pytest.approx(row["minimner_ms"] / row["original_ms"])
+        assert rec["agreement_eval_mode"]["paths_equal_fraction"] == 1.0
+        assert rec["profile"]["original"]["train"]["blocks"]["BERT"]["forward_ms"] > 0
+    sc = json.loads((tmp_path / "mgcmt_scaling_quick.json").read_text())
+    assert bench.scaling_markdown(sc) == (tmp_path / "mgcmt_scaling_quick.md").read_text(encoding="utf-8")
+    assert [(p["sweep"], p["B"], p["T"]) for p in sc["points"]] == [("T", 2, 8), ("T", 2, 16), ("B", 1, 8),
+                                                                     ("B", 2, 8)]
+    assert (tmp_path / "mgcmt_scaling_quick.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 # ------------------------------------------------------------------------- benchmarks/_harness.py
@@ -218,7 +267,8 @@ REPORTS = [("bert.json", "bert", "markdown"), ("crf.json", "crf", "markdown"),
            ("augment_table.json", "augment_table", "markdown"),
            ("text_crf_*.json", "text_crf", "collect_markdown"),
            ("augment_ablation_*.json", "text_crf", "ablation_markdown"),
-           ("mgcmt_parity.json", "mgcmt_parity", "markdown")]
+           ("mgcmt_parity.json", "mgcmt_parity", "markdown"),
+           ("mgcmt.json", "mgcmt", "markdown"), ("mgcmt_scaling.json", "mgcmt", "scaling_markdown")]
 COMMITTED = [(path.name, module, fn) for pattern, module, fn in REPORTS
              for path in sorted((BENCH / "results").glob(pattern))]
 
