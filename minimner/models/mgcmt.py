@@ -418,6 +418,12 @@ class MGCMT(Module):
         ValueError
             naming the input, the expected and the received shape or dtype.
         """
+        e, e_aux, _ = self._emissions(input_ids, input_mask, aug, image, objects, trans_matrix, char_ids,
+                                      region_mask)
+        return e, e_aux
+
+    def _emissions(self, input_ids, input_mask, aug, image, objects, trans_matrix, char_ids, region_mask):
+        """:meth:`emissions` plus the normalised (B, T) bool mask (what the CRFs read)."""
         cfg = self.config
         ids, mask, aug, grid, rmask, grid_hw, objects, trans, char_ids = self._prepare(
             input_ids, input_mask, aug, image, objects, trans_matrix, char_ids, region_mask)
@@ -471,8 +477,8 @@ class MGCMT(Module):
         self.attention_layers = att
         self.gates = dict(self.fusion.gates)
         self._save_cache(dict(lin_x=lin_x, lin_f=lin_f, mix=mix, rmask=rmask, grid_hw=grid_hw,
-                              image_given=image is not None, B=ids.shape[0], mask=mask))
-        return e, e_aux
+                              image_given=image is not None))
+        return e, e_aux, mask
 
     def _backward_emissions(self, de, de_aux, input_grads: bool = False):
         """Back-propagate d main (B, T, K) and d aux (B, T, Ka) (either may be None) into every ``.grad``.
@@ -575,8 +581,8 @@ class MGCMT(Module):
         cfg = self.config
         if cfg.aux_loss and aux_labels is None:
             raise ValueError("this model trains the auxiliary span CRF (aux_loss=True): pass aux_labels")
-        e, e_aux = self.emissions(input_ids, input_mask, aug, image, objects, trans_matrix, char_ids, region_mask)
-        mask = self._cache["mask"]
+        e, e_aux, mask = self._emissions(input_ids, input_mask, aug, image, objects, trans_matrix, char_ids,
+                                         region_mask)
         where = backend.device_of(e)
         labels = backend.asarray(labels, backend=where)
         loss = self.crf.forward(e, labels, mask)                                       # mean NLL over the batch
@@ -611,10 +617,11 @@ class MGCMT(Module):
         word's first piece — no X/[CLS]/[SEP] on a word position (SPEC §8.3).
         """
         from minimner.constraints import paper_constraints
+        from minimner.nn.module import no_grad
 
-        e, _ = self.emissions(input_ids, input_mask, aug, image, objects, trans_matrix, char_ids, region_mask)
-        mask = self._cache["mask"]
-        self._pop_cache()                                                               # no backward after decode
+        with no_grad():                                   # no backward after decoding: keep no caches
+            e, _, mask = self._emissions(input_ids, input_mask, aug, image, objects, trans_matrix, char_ids,
+                                         region_mask)
         allowed = None
         if constrained:
             wm = None if word_mask is None else backend.asarray(word_mask, backend=backend.device_of(e)).astype(bool)
@@ -665,7 +672,8 @@ class MGCMT(Module):
     def predict_words(self, batch, constrained: bool = True, source=None) -> list[list[str]]:
         """Word-level predicted tags of a Batch (one list per sentence, one tag per word).
 
-        Constrained decoding (default) keeps word positions on O/B-*/I-* (SPEC §8.3).
+        Constrained decoding (default) keeps word positions on O/B-*/I-* (SPEC §8.3). Runs
+        without caches (:func:`minimner.nn.module.no_grad`), like :meth:`decode`.
         """
         from minimner.models.text_crf import piece_word_mask
 

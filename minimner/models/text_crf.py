@@ -178,7 +178,10 @@ class TextCRFTagger(Module):
         is returned as is (the scorer counts and reports those). ``aug`` as in
         :meth:`emissions`.
         """
-        em = self.emissions(batch, aug)                                 # (B, T, K)
+        from minimner.nn.module import no_grad
+
+        with no_grad():                                                 # no backward after decoding: no caches
+            em = self.emissions(batch, aug)                             # (B, T, K)
         allowed = paper_constraints(piece_word_mask(batch)) if constrained else None
         paths = self.crf.decode(em, batch.attention_mask, allowed=allowed)
         first = backend.asnumpy(batch.first_piece)                      # (B, W) host: API edge

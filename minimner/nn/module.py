@@ -11,6 +11,10 @@ The names follow PyTorch so that state dicts convert by renaming only:
   ``eval()`` and ``to(backend)``.
 * A module's ``forward`` stores one pending cache; its ``backward`` consumes it
   and raises if there is none (see :meth:`Module._pop_cache`).
+* Inside ``with no_grad():`` forwards keep no cache at all, so each layer's
+  intermediate arrays are freed as soon as the next layer has read them (inference
+  memory is then one layer's worth instead of the whole network's); a backward
+  after such a forward raises.
 
 Modules are thin: the maths lives in the ``<op>_forward`` / ``<op>_backward``
 pairs of :mod:`minimner.ops`.
@@ -18,11 +22,31 @@ pairs of :mod:`minimner.ops`.
 from __future__ import annotations
 
 from collections import OrderedDict
+from contextlib import contextmanager
 from typing import Iterator, Mapping
 
 import numpy as np
 
 from minimner import backend
+
+
+_GRAD = {"enabled": True}    # whether forwards keep their caches for a backward (see no_grad)
+
+
+@contextmanager
+def no_grad():
+    """Forwards inside keep no caches (inference: less memory, no backward possible)."""
+    old = _GRAD["enabled"]
+    _GRAD["enabled"] = False
+    try:
+        yield
+    finally:
+        _GRAD["enabled"] = old
+
+
+def grad_enabled() -> bool:
+    """False inside :func:`no_grad`."""
+    return _GRAD["enabled"]
 
 
 class Parameter:
@@ -224,14 +248,14 @@ class Module:
 
     # ------------------------------------------------------------------- caches
     def _save_cache(self, cache) -> None:
-        object.__setattr__(self, "_cache", cache)
+        object.__setattr__(self, "_cache", cache if _GRAD["enabled"] else None)
 
     def _pop_cache(self):
         """Return and clear the pending forward cache; backward without one is an error."""
         cache = self._cache
         if cache is None:
             raise RuntimeError(f"{type(self).__name__}.backward called without a pending forward "
-                               "(call forward first; each forward supports one backward)")
+                               "(call forward first, outside no_grad(); each forward supports one backward)")
         object.__setattr__(self, "_cache", None)
         return cache
 

@@ -60,12 +60,6 @@ def test_cli_errors_are_one_line(trained, tmp_path, capsys):
     assert "train.txt" in capsys.readouterr().err
 
 
-def test_demo_runs_end_to_end(trained, capsys):
-    assert main(["demo", "--bert", str(trained["bert"]), "--epochs", "1", "--no-progress"]) == 0
-    out = capsys.readouterr().out
-    assert "micro avg" in out and "Elon/" in out
-
-
 @pytest.mark.parametrize("what", ["crf", "attention"])
 def test_visualise_writes_a_png(trained, tmp_path, what):
     out = tmp_path / f"{what}.png"
