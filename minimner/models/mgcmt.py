@@ -65,7 +65,8 @@ aside (``original_unused``) so the round trip writes them back unchanged.
 ``model.attention[name]`` is the last layer's (B, h, Lq, Lk) probabilities of
 ``self_aux``, ``self_main``, ``img2img``, ``txt2img``, ``img2img_v2``, ``img2txt``,
 ``txt2txt``, ``obj2obj``, ``txt2obj``, ``obj2obj_v2``, ``obj2txt``, ``txt2obj_v2``
-(every layer in ``model.attention_layers``), and ``model.gates`` the fusion's gate values.
+(every layer in ``model.attention_layers``; ``self_aux`` is absent after :meth:`MGCMT.decode`,
+which skips the unread auxiliary branch), and ``model.gates`` the fusion's gate values.
 
 Dimension legend: B batch, T word-piece tokens, C hidden, h heads, R image regions
 (49 = 7×7), C_img image feature size (2048 for ResNet-50/101/152, 512 for
@@ -422,8 +423,14 @@ class MGCMT(Module):
                                       region_mask)
         return e, e_aux
 
-    def _emissions(self, input_ids, input_mask, aug, image, objects, trans_matrix, char_ids, region_mask):
-        """:meth:`emissions` plus the normalised (B, T) bool mask (what the CRFs read)."""
+    def _emissions(self, input_ids, input_mask, aug, image, objects, trans_matrix, char_ids, region_mask,
+                   need_aux: bool = True):
+        """:meth:`emissions` plus the normalised (B, T) bool mask (what the CRFs read).
+
+        ``need_aux=False`` (decoding) skips the auxiliary text branch when nothing reads it (no
+        ``aux_mix``): the original computes it and throws it away at inference (SPEC §3.2 step 14);
+        ``e_aux`` is then None.
+        """
         cfg = self.config
         ids, mask, aug, grid, rmask, grid_hw, objects, trans, char_ids = self._prepare(
             input_ids, input_mask, aug, image, objects, trans_matrix, char_ids, region_mask)
@@ -435,8 +442,10 @@ class MGCMT(Module):
         s = self.augment.forward(s0, aug) if self.augment is not None else s0          # (B, T, C)
         s = self.dropout.forward(s)                                                     # (B, T, C) S
         # 3: auxiliary text branch and its span emissions.
-        a, att["self_aux"] = self.self_attention.forward(s, mask)                       # (B, T, C)
-        e_aux = self.aux_classifier.forward(a)                                          # (B, T, C) -> (B, T, Ka)
+        e_aux = None
+        if need_aux or cfg.aux_mix:
+            a, att["self_aux"] = self.self_attention.forward(s, mask)                   # (B, T, C)
+            e_aux = self.aux_classifier.forward(a)                                      # (B, T, C) -> (B, T, Ka)
         # 4: main text branch, the query of every cross-modal path.
         m, att["self_main"] = self.self_attention_v2.forward(s, mask)                   # (B, T, C) M
         # 5: text attends to the image grid.
@@ -621,7 +630,7 @@ class MGCMT(Module):
 
         with no_grad():                                   # no backward after decoding: keep no caches
             e, _, mask = self._emissions(input_ids, input_mask, aug, image, objects, trans_matrix, char_ids,
-                                         region_mask)
+                                         region_mask, need_aux=False)
         allowed = None
         if constrained:
             wm = None if word_mask is None else backend.asarray(word_mask, backend=backend.device_of(e)).astype(bool)

@@ -38,6 +38,7 @@ from minimner import backend
 from minimner.nn.layers import GELU, Dropout, LayerNorm, Linear
 from minimner.nn.module import Module, ModuleList
 from minimner.ops.attention import attention_backward, attention_forward
+from minimner.ops.linear import linear_backward, linear_forward
 
 __all__ = ["BertSelfAttention", "BertSelfOutput", "BertAttention", "BertIntermediate", "BertOutput",
            "BertLayer", "BertCrossAttentionLayer", "BertEncoder", "BertSelfEncoder", "BertCrossEncoder"]
@@ -87,24 +88,48 @@ class BertSelfAttention(Module):
         -------
         ctx : (B, Lq, C); probs : (B, H, Lq, Lk) pre-dropout attention probabilities.
         """
-        src = x if kv is None else kv
-        q = self.query.forward(x)                          # (B, Lq, C) @ (C, C)ᵀ -> (B, Lq, C)
-        k = self.key.forward(src)                          # (B, Lk, C) @ (C, C)ᵀ -> (B, Lk, C)
-        v = self.value.forward(src)                        # (B, Lk, C) @ (C, C)ᵀ -> (B, Lk, C)
+        xp = backend.get_xp(x)
+        C = x.shape[-1]
+        # Projections that read the same stream run as ONE matrix product with the weights stacked
+        # along the output axis (a (C, C) block each): self-attention x [W_q; W_k; W_v]ᵀ, cross-attention
+        # x W_qᵀ and y [W_k; W_v]ᵀ. Same numbers as three Linears, but one larger GEMM instead of three
+        # smaller ones (measured 1.6x faster for the three at (1536, 384) x (384, 384), 2 threads) and, in
+        # backward, one dx product instead of three plus two adds. The Parameters stay query / key /
+        # value (the state-dict names); only the stacked copy is new each forward (3C² floats).
+        heads = [self.query, self.key, self.value] if kv is None else [self.key, self.value]
+        w = xp.concatenate([m.weight.data for m in heads])             # (3C or 2C, C)
+        b = xp.concatenate([m.bias.data for m in heads])               # (3C or 2C,)
+        proj, lin = linear_forward(x if kv is None else kv, w, b)      # (B, L, 3C) or (B, Lk, 2C)
+        if kv is None:
+            q, k, v = proj[..., :C], proj[..., C:2 * C], proj[..., 2 * C:]  # (B, L, C) views each
+            lin_q = None
+        else:
+            q, lin_q = linear_forward(x, self.query.weight.data, self.query.bias.data)  # (B, Lq, C)
+            k, v = proj[..., :C], proj[..., C:]                         # (B, Lk, C) views
         ctx, probs, cache = attention_forward(q, k, v, mask, self.num_attention_heads,
                                               self.dropout.p, self.dropout.rng, self.training)
-        self._save_cache((cache, kv is not None))
+        self._save_cache((cache, lin, lin_q))
         return ctx, probs
 
     def backward(self, dctx):
         """dctx (B, Lq, C) -> ``(dx, dkv)``; for self-attention ``dkv`` is None and ``dx`` holds all three paths."""
-        cache, cross = self._pop_cache()
+        cache, lin, lin_q = self._pop_cache()
+        xp = backend.get_xp(dctx)
         dq, dk, dv = attention_backward(dctx, cache)       # (B, Lq, C), (B, Lk, C), (B, Lk, C)
-        dsrc = self.value.backward(dv) + self.key.backward(dk)   # (B, Lk, C): K and V both read the source
-        dx = self.query.backward(dq)                       # (B, Lq, C)
-        if cross:
-            return dx, dsrc
-        return dx + dsrc, None
+        C = dq.shape[-1]
+        cross = lin_q is not None
+        heads = [self.key, self.value] if cross else [self.query, self.key, self.value]
+        dproj = xp.concatenate([dk, dv] if cross else [dq, dk, dv], axis=-1)   # (B, L, 2C or 3C)
+        dsrc, dw, db = linear_backward(dproj, lin)         # one product for every head reading the stream
+        for i, m in enumerate(heads):                      # split the stacked gradients back to the Linears
+            m.weight.grad += dw[i * C:(i + 1) * C]
+            m.bias.grad += db[i * C:(i + 1) * C]
+        if not cross:
+            return dsrc, None                              # (B, L, C): Q, K and V all read x
+        dx, dwq, dbq = linear_backward(dq, lin_q)          # (B, Lq, C)
+        self.query.weight.grad += dwq
+        self.query.bias.grad += dbq
+        return dx, dsrc
 
 
 class BertSelfOutput(Module):

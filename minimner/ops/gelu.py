@@ -15,11 +15,14 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
+import numpy as np
+
 from minimner.backend import get_xp, normal_cdf
 
 __all__ = ["GeluCache", "gelu_forward", "gelu_backward"]
 
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+_BLOCK = 1 << 15     # values per block of the CPU backward: 128 KiB per float32 temporary
 
 
 class GeluCache(NamedTuple):
@@ -57,10 +60,28 @@ def gelu_backward(dy, cache):
     """
     x, cdf = cache
     xp = get_xp(dy)
+    if xp is np and x.size > _BLOCK:
+        # CPU only: the same five passes, run block by block so the temporaries stay in the core's
+        # cache instead of streaming 3 full-size arrays through memory (2x faster at (1536, 1536));
+        # a GPU runs each pass as one kernel, where blocking would only add launches.
+        out = np.empty_like(dy)
+        xf, cf, df, of = (a.reshape(-1) for a in (np.ascontiguousarray(x), np.ascontiguousarray(cdf),
+                                                  np.ascontiguousarray(dy), out))
+        for s in range(0, xf.size, _BLOCK):
+            e = s + _BLOCK
+            _gelu_grad(xf[s:e], cf[s:e], df[s:e], np, out=of[s:e])
+        return out
+    return _gelu_grad(x, cdf, dy, xp)
+
+
+def _gelu_grad(x, cdf, dy, xp, out=None):
+    """``dy * (Phi(x) + x phi(x))`` on one array (or block)."""
     g = x * x                                              # (...) x², then in place:
     g *= -0.5
     xp.exp(g, out=g)                                       # exp(-x²/2)
     g *= x * _INV_SQRT_2PI                                 # x·phi(x)
     g += cdf                                               # Phi(x) + x·phi(x) = gelu'(x)
-    g *= dy
-    return g
+    if out is None:
+        g *= dy
+        return g
+    return xp.multiply(g, dy, out=out)
