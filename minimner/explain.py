@@ -5,7 +5,9 @@
 the real attention probabilities of the cross-modal layers the forward pass keeps
 (SPEC §8.5): text → image grid (``txt2img``, h × W × R), text → objects (``txt2obj``,
 h × W × O), and the fusion's gate values (``image`` = g1 over the grid paths, ``object``
-= g2 over the object paths; W × C). :meth:`Explanation.figure` draws them with
+= g2 over the object paths; W × C), and the text→image attention rolled out through the
+image self-attention (:func:`rollout`), which is where a word's image information really
+comes from. :meth:`Explanation.figure` draws them with
 :func:`minimner.plots.attention.plot_tweet`.
 
 The picture of a tweet comes either from the data (a ``features`` folder, through a
@@ -26,7 +28,7 @@ import numpy as np
 
 from minimner import backend
 
-__all__ = ["Explanation", "SingleImageSource", "explain_tweet", "image_grid"]
+__all__ = ["Explanation", "SingleImageSource", "explain_tweet", "image_grid", "rollout"]
 
 
 class SingleImageSource:
@@ -78,6 +80,7 @@ class Explanation:
     objects: np.ndarray           # (O,) object ids (0 = empty slot)
     has_image: bool               # whether the tweet had image features
     gates: dict = field(default_factory=dict)   # name -> (W, C) gate values in (0, 1)
+    rollout: np.ndarray | None = None   # (W, R) txt2img rolled out through img2img (see explain_tweet)
 
     def entity_words(self) -> list[int]:
         """Indices of the words predicted as part of an entity (not O)."""
@@ -101,7 +104,7 @@ class Explanation:
         names = [class_name(int(i)) if i else "" for i in self.objects]
         tagged = " ".join(f"{x}/{t}" if t != "O" else x for x, t in zip(self.words, self.tags))
         return plot_tweet(picture, self.words, self.txt2img, self.txt2obj, names, self.objects != 0, self.gates,
-                          w, title=title or tagged)
+                          w, title=title or tagged, rollout=self.rollout)
 
 
 def explain_tweet(model, tokenizer, words: Sequence[str], source=None, image_id: str | None = None,
@@ -141,7 +144,33 @@ def explain_tweet(model, tokenizer, words: Sequence[str], source=None, image_id:
     objects = (backend.asnumpy(kw["objects"])[0] if kw["objects"] is not None
                else np.zeros(model.config.object_slots, dtype=np.int64))
     return Explanation(words=words, tags=tags, txt2img=att["txt2img"][:, first], txt2obj=att["txt2obj"][:, first],
-                       objects=objects, has_image=kw["image"] is not None, gates=gates)
+                       objects=objects, has_image=kw["image"] is not None, gates=gates,
+                       rollout=rollout(att["txt2img"][:, first], att["img2img"]))
+
+
+def rollout(txt2img, img2img):
+    """Text→image attention rolled out through the image self-attention (attention rollout).
+
+    The text reads the regions *after* ``img2img_attention`` has mixed them (SPEC §3.2 step 5),
+    so a word that attends to region j really reads the regions that j attended to, plus j
+    itself through the layer's residual. With head-averaged maps and the residual counted as
+    half (Abnar & Zuidema, 2020)::
+
+        rollout[w] = mean_h txt2img[h, w] @ (½ I + ½ mean_h img2img[h])
+
+    Parameters
+    ----------
+    txt2img : (h, W, R) the words' text→image attention.
+    img2img : (h, R, R) the image self-attention of the same tweet (query region, key region).
+
+    Returns
+    -------
+    (W, R): each row sums to one.
+    """
+    a = txt2img.mean(axis=0)                                               # (W, R)
+    R = a.shape[-1]
+    flow = 0.5 * np.eye(R, dtype=a.dtype) + 0.5 * img2img.mean(axis=0)     # (R, R) residual + attention
+    return a @ flow                                                        # (W, R) @ (R, R) -> (W, R)
 
 
 def image_grid(path, arch: str, weights, size: int = 224):

@@ -398,7 +398,7 @@ def _tweet_text(ax, words: Sequence[str], word_index: int, per_line: int = 90) -
 
 
 def plot_tweet(image, words: Sequence[str], txt2img, txt2obj, object_names: Sequence, object_mask, gates,
-               word_index: int, title: str | None = None, figsize=None):
+               word_index: int, title: str | None = None, figsize=None, rollout=None):
     """One tweet explained for one word: text, image attention, object attention, gates.
 
     Layout: the tweet text on top with word ``word_index`` highlighted; below it the
@@ -421,6 +421,9 @@ def plot_tweet(image, words: Sequence[str], txt2img, txt2obj, object_names: Sequ
     gates : mapping name -> (W,) or (W, C), values in [0, 1] (may be empty)
     word_index : the word to explain, 0 ≤ word_index < W
     title : figure title (default: the chosen word)
+    rollout : optional (W, R) or (h, W, R) second text→image map drawn beside the first, e.g.
+        the attention rolled out through the image self-attention
+        (:attr:`minimner.explain.Explanation.rollout`); its panel is labelled ``"rollout"``
     figsize : matplotlib figure size (default (12, ~9))
 
     Returns
@@ -448,21 +451,28 @@ def plot_tweet(image, words: Sequence[str], txt2img, txt2obj, object_names: Sequ
         return a[..., word_index, :]                                      # (L,) or (h, L)
 
     p_img = row(txt2img, "txt2img", "R")
+    p_roll = None if rollout is None else row(rollout, "rollout", "R")
     p_obj = row(txt2obj, "txt2obj", "O")
     _gate_rows(gates, W)                                                  # validate before drawing anything
     n_lines = 1 + sum(len(w) + 1 for w in words) // 90
     G = max(len(gates), 1)
+    n_img = 1 if p_roll is None else 2
     if figsize is None:
-        figsize = (max(12.0, 0.55 * W + 3), 7.0 + 0.3 * n_lines + 0.45 * G)
+        figsize = (max(12.0 + 5.5 * (n_img - 1), 0.55 * W + 3), 7.0 + 0.3 * n_lines + 0.45 * G)
     fig = Figure(figsize=figsize, layout="constrained")
-    gs = fig.add_gridspec(3, 2, height_ratios=[0.45 + 0.3 * n_lines, 5.0, 1.0 + 0.45 * G],
-                          width_ratios=[1.1, 1.0])
+    gs = fig.add_gridspec(3, n_img + 1, height_ratios=[0.45 + 0.3 * n_lines, 5.0, 1.0 + 0.45 * G],
+                          width_ratios=[1.1] * n_img + [1.0])
     ax_txt = fig.add_subplot(gs[0, :], label="text")
     ax_img = fig.add_subplot(gs[1, 0], label="image")
-    ax_obj = fig.add_subplot(gs[1, 1], label="objects")
+    ax_roll = fig.add_subplot(gs[1, 1], label="rollout") if p_roll is not None else None
+    ax_obj = fig.add_subplot(gs[1, n_img], label="objects")
     ax_gate = fig.add_subplot(gs[2, :], label="gates")
     _tweet_text(ax_txt, words, word_index)
     plot_image_attention(image, p_img, word=words[word_index], ax=ax_img)
+    if p_roll is not None:
+        plot_image_attention(image, p_roll, word=words[word_index], ax=ax_roll)
+        ax_roll.set_title(f"{words[word_index]!r} → image, rolled out through the image self-attention",
+                          fontsize=10)
     plot_object_attention(p_obj, object_names, object_mask, word=words[word_index], ax=ax_obj)
     plot_gates(words, gates, ax=ax_gate, highlight=word_index)
     fig.suptitle(title if title is not None else f"word {word_index}: {words[word_index]!r}", fontsize=12)
