@@ -188,17 +188,47 @@ class AdamW(_Optimizer):
             st = self._state_for(name, p)
             st["step"] += 1
             t = st["step"]
-            dt = p.data.dtype.type  # every scalar below is cast to the data dtype: nothing upcasts
-            if self.decay[name] and self.weight_decay:
-                p.data *= dt(1.0 - self.lr * self.weight_decay)
-            m, v = st["exp_avg"], st["exp_avg_sq"]
-            m += dt(1.0 - b1) * (g - m)                      # m ← lerp(m, g, 1 − β1)
-            v *= dt(b2)
-            v += dt(1.0 - b2) * g * g                        # v ← β2 v + (1 − β2) g²
+            decay = 1.0 - self.lr * self.weight_decay if self.decay[name] and self.weight_decay else None
             step_size = self.lr / (1.0 - b1 ** t)            # lr / (1 − β1ᵗ), host float
             bc2_sqrt = math.sqrt(1.0 - b2 ** t)              # √(1 − β2ᵗ), host float
-            denom = backend.get_xp(v).sqrt(v) / dt(bc2_sqrt) + dt(self.eps)
-            p.data -= dt(step_size) * (m / denom)
+            m, v = st["exp_avg"], st["exp_avg_sq"]
+            if backend.get_xp(g) is np and g.size > _BLOCK and all(a.flags.c_contiguous for a in (p.data, g, m, v)):
+                # CPU: the same in-place passes block by block, so the block's temporary and the four
+                # arrays' slices stay in the core's cache (the word embeddings alone are 11.7 M values;
+                # measured 1.8x faster for a 45 M-parameter MGCMT than whole-array passes).
+                flat = [a.reshape(-1) for a in (p.data, g, m, v)]
+                for s in range(0, flat[0].size, _BLOCK):
+                    _adamw_update(*(a[s:s + _BLOCK] for a in flat), b1, b2, self.eps, decay, step_size, bc2_sqrt)
+            else:
+                _adamw_update(p.data, g, m, v, b1, b2, self.eps, decay, step_size, bc2_sqrt)
+
+
+_BLOCK = 1 << 16     # values per block of the CPU AdamW update (256 KiB per float32 slice)
+
+
+def _adamw_update(p, g, m, v, b1, b2, eps, decay, step_size, bc2_sqrt):
+    """One AdamW update of the arrays (or same-sized blocks) ``p``, ``g``, ``m``, ``v``, all in place.
+
+    ``decay`` is ``1 − lr·wd`` or None. Every scalar is cast to the data dtype, so nothing upcasts;
+    one temporary of the block's size is used throughout.
+    """
+    xp = backend.get_xp(p)
+    dt = p.dtype.type
+    if decay is not None:
+        p *= dt(decay)                                       # p ← p (1 − lr·wd)
+    tmp = g - m
+    tmp *= dt(1.0 - b1)
+    m += tmp                                                 # m ← lerp(m, g, 1 − β1)
+    xp.multiply(g, g, out=tmp)
+    tmp *= dt(1.0 - b2)
+    v *= dt(b2)
+    v += tmp                                                 # v ← β2 v + (1 − β2) g²
+    xp.sqrt(v, out=tmp)
+    tmp /= dt(bc2_sqrt)
+    tmp += dt(eps)                                           # √v / √(1 − β2ᵗ) + ε
+    xp.divide(m, tmp, out=tmp)
+    tmp *= dt(step_size)
+    p -= tmp                                                 # p ← p − lr/(1 − β1ᵗ) · m / (…)
 
 
 def warmup_linear(x: float, warmup: float = 0.002) -> float:
@@ -299,7 +329,9 @@ def clip_grad_norm(params, max_norm: float, eps: float = 1e-6):
         raise ValueError("clip_grad_norm: no parameter has a gradient")
     xp = backend.get_xp(grads[0])
     dt = grads[0].dtype
-    norms = xp.stack([xp.sqrt((g * g).sum()) for g in grads])       # (k,): ‖g_i‖₂ per tensor
+    # ‖g_i‖² as a BLAS dot product of the flat gradient with itself: no g*g temporary of each
+    # gradient's size (the word embeddings' alone is 47 MB).
+    norms = xp.stack([xp.sqrt(xp.dot(g.reshape(-1), g.reshape(-1))) for g in grads])  # (k,): ‖g_i‖₂
     total = xp.sqrt((norms * norms).sum())                          # () global norm
     coef = xp.minimum(xp.asarray(max_norm, dtype=dt) / (total + xp.asarray(eps, dtype=dt)),
                       xp.asarray(1.0, dtype=dt))                    # () ≤ 1, stays on the device
