@@ -113,7 +113,7 @@ class Embedding(Module):
 
     def backward(self, dout):
         """dout (..., C); adds into ``weight.grad``; returns None (ids are not differentiable)."""
-        self.weight.grad += embedding_backward(dout, self._pop_cache())
+        embedding_backward(dout, self._pop_cache(), dweight=self.weight.grad)   # accumulates in place
         return None
 
     def extra_repr(self) -> str:

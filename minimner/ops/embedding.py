@@ -67,22 +67,30 @@ def embedding_forward(ids, weight, padding_idx=None):
     return out, EmbeddingCache(ids, tuple(weight.shape), weight.dtype, padding_idx)
 
 
-def embedding_backward(dout, cache):
+def embedding_backward(dout, cache, dweight=None):
     """Scatter-add ``dout`` rows into a (V, C) gradient.
 
     Parameters
     ----------
     dout : array (..., C), upstream gradient
     cache : EmbeddingCache
+    dweight : (V, C) array to accumulate into (e.g. the parameter's ``.grad``), or None for a
+        fresh zero array. Accumulating in place spares a (V, C) allocation and a full (V, C)
+        addition per step: only the N looked-up rows are touched (for BERT's 30522 × 384 word
+        table, 47 MB twice a step).
 
     Returns
     -------
-    dweight : array (V, C), dtype of the weight
+    dweight : array (V, C), dtype of the weight (the given array when one was passed)
     """
     ids, (V, C), dtype, padding_idx = cache
     xp = get_xp(dout)
-    dweight = xp.zeros((V, C), dtype=dtype)                # (V, C)
-    scatter_add(dweight, ids.reshape(-1), dout.reshape(-1, C).astype(dtype, copy=False))  # (N,), (N, C)
+    if dweight is None:
+        dweight = xp.zeros((V, C), dtype=dtype)            # (V, C)
+    flat_ids = ids.reshape(-1)                             # (N,)
+    vals = dout.reshape(-1, C).astype(dtype, copy=False)   # (N, C)
     if padding_idx is not None:
-        dweight[padding_idx] = 0                           # the padding row never learns (torch semantics)
+        # The padding row never learns (torch semantics): its rows add exactly 0.0.
+        vals = vals * (flat_ids != padding_idx)[:, None].astype(dtype)   # (N, C) ⊙ (N, 1)
+    scatter_add(dweight, flat_ids, vals)                   # dweight[ids] += vals, repeats accumulated
     return dweight

@@ -82,3 +82,17 @@ def test_embedding_parity_with_torch(rng):
     diff = np.abs(dw - emb.weight.grad.numpy())
     assert diff.max() <= 1e-4, f"dweight: max abs diff {diff.max():.3e} at {np.unravel_index(diff.argmax(), diff.shape)}"
     assert np.all(dw[0] == 0)
+
+
+def test_backward_accumulates_in_place_and_never_touches_the_padding_row(rng):
+    w = rng.standard_normal((7, 3)).astype(np.float32)
+    ids = np.array([[0, 2, 2], [5, 0, 1]])
+    out, cache = embedding_forward(ids, w, padding_idx=0)
+    dout = rng.standard_normal(out.shape).astype(np.float32)
+    grad = rng.standard_normal((7, 3)).astype(np.float32)          # earlier contributions
+    before = grad.copy()
+    got = embedding_backward(dout, cache, dweight=grad)
+    assert got is grad
+    np.testing.assert_allclose(grad, before + embedding_backward(dout, cache), rtol=1e-6)
+    np.testing.assert_array_equal(grad[0], before[0])              # exactly unchanged
+    np.testing.assert_array_equal(grad[[3, 4, 6]], before[[3, 4, 6]])   # rows not looked up: untouched
