@@ -178,8 +178,13 @@ class AdamW(_Optimizer):
         super().__init__(params, no_decay)
         self.lr, self.betas, self.eps, self.weight_decay = float(lr), tuple(betas), float(eps), float(weight_decay)
 
-    def step(self) -> None:
-        """One update of every parameter that has a gradient (see the module docstring)."""
+    def step(self, zero_grad: bool = False) -> None:
+        """One update of every parameter that has a gradient (see the module docstring).
+
+        ``zero_grad=True`` also sets each gradient to zero once it has been used, block by block
+        while it is in the cache, which spares the training loop a separate ``model.zero_grad()``
+        pass over every gradient (45 M values for MGCMT, 26 ms a step on this CPU).
+        """
         b1, b2 = self.betas
         for name, p in self.named_params:
             g = p.grad
@@ -198,19 +203,22 @@ class AdamW(_Optimizer):
                 # measured 1.8x faster for a 45 M-parameter MGCMT than whole-array passes).
                 flat = [a.reshape(-1) for a in (p.data, g, m, v)]
                 for s in range(0, flat[0].size, _BLOCK):
-                    _adamw_update(*(a[s:s + _BLOCK] for a in flat), b1, b2, self.eps, decay, step_size, bc2_sqrt)
+                    _adamw_update(*(a[s:s + _BLOCK] for a in flat), b1, b2, self.eps, decay, step_size, bc2_sqrt,
+                                  zero_grad)
             else:
-                _adamw_update(p.data, g, m, v, b1, b2, self.eps, decay, step_size, bc2_sqrt)
+                _adamw_update(p.data, g, m, v, b1, b2, self.eps, decay, step_size, bc2_sqrt, zero_grad)
 
 
 _BLOCK = 1 << 16     # values per block of the CPU AdamW update (256 KiB per float32 slice)
 
 
-def _adamw_update(p, g, m, v, b1, b2, eps, decay, step_size, bc2_sqrt):
+def _adamw_update(p, g, m, v, b1, b2, eps, decay, step_size, bc2_sqrt, zero_grad=False):
     """One AdamW update of the arrays (or same-sized blocks) ``p``, ``g``, ``m``, ``v``, all in place.
 
     ``decay`` is ``1 − lr·wd`` or None. Every scalar is cast to the data dtype, so nothing upcasts;
-    one temporary of the block's size is used throughout.
+    one temporary of the block's size is used throughout. The bias-corrected step is computed as
+    ``lr/(1 − β1ᵗ) · √(1 − β2ᵗ) · m / (√v + ε √(1 − β2ᵗ))``, the same quantity as the module
+    docstring's with one pass fewer. ``zero_grad`` zeroes ``g`` after use.
     """
     xp = backend.get_xp(p)
     dt = p.dtype.type
@@ -223,12 +231,13 @@ def _adamw_update(p, g, m, v, b1, b2, eps, decay, step_size, bc2_sqrt):
     tmp *= dt(1.0 - b2)
     v *= dt(b2)
     v += tmp                                                 # v ← β2 v + (1 − β2) g²
+    if zero_grad:
+        g.fill(0)
     xp.sqrt(v, out=tmp)
-    tmp /= dt(bc2_sqrt)
-    tmp += dt(eps)                                           # √v / √(1 − β2ᵗ) + ε
+    tmp += dt(eps * bc2_sqrt)                                # √v + ε √(1 − β2ᵗ)
     xp.divide(m, tmp, out=tmp)
-    tmp *= dt(step_size)
-    p -= tmp                                                 # p ← p − lr/(1 − β1ᵗ) · m / (…)
+    tmp *= dt(step_size * bc2_sqrt)
+    p -= tmp                                                 # p ← p − lr/(1 − β1ᵗ) · m / (√v/√(1 − β2ᵗ) + ε)
 
 
 def warmup_linear(x: float, warmup: float = 0.002) -> float:
@@ -335,6 +344,10 @@ def clip_grad_norm(params, max_norm: float, eps: float = 1e-6):
     total = xp.sqrt((norms * norms).sum())                          # () global norm
     coef = xp.minimum(xp.asarray(max_norm, dtype=dt) / (total + xp.asarray(eps, dtype=dt)),
                       xp.asarray(1.0, dtype=dt))                    # () ≤ 1, stays on the device
+    if xp is np and coef >= 1:
+        # CPU only: nothing to scale, so skip a read-write pass over every gradient (on a GPU the
+        # comparison would cost a device sync, and the multiply by 1 is cheap there).
+        return total
     for g in grads:
         g *= coef
     return total

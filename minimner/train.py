@@ -458,6 +458,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log=pri
     from minimner.data.batching import iterate_batches
 
     t_start = time.time()
+    model.zero_grad()                                        # afterwards each opt.step zeroes the grads it used
     while state["epoch"] < cfg.epochs and not (cfg.max_steps and state["step"] >= total):
         epoch = state["epoch"]
         model.train()
@@ -470,13 +471,12 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log=pri
         for batch in bar:
             if cfg.max_steps and state["step"] >= total:
                 break
-            model.zero_grad()
             loss = model.forward(batch) if train_src is None else model.forward(batch, source=train_src)
             model.backward()
             if cfg.max_grad_norm > 0:
                 clip_grad_norm(model.parameters(), cfg.max_grad_norm)
             opt.lr = cfg.lr * linear_warmup_decay(state["step"], total, warmup_steps)
-            opt.step()
+            opt.step(zero_grad=True)                         # update, then zero each gradient while in cache
             state["step"] += 1
             losses.append(float(loss))
             if progress:

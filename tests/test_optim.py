@@ -237,3 +237,25 @@ def test_state_dict_round_trips_through_a_checkpoint(rng, tmp_path):
     for n in opt.state:
         assert opt2.state[n]["step"] == 1
         np.testing.assert_array_equal(opt2.state[n]["exp_avg_sq"], opt.state[n]["exp_avg_sq"])
+
+
+def test_adamw_step_can_zero_the_gradients_it_used(rng):
+    """step(zero_grad=True) gives the same update as step() and leaves every gradient exactly zero."""
+    from minimner.nn.module import Parameter
+    from minimner.optim import AdamW
+
+    shapes = [(300, 400), (7,), (3, 5)]                     # one large enough for the blocked CPU path
+    ps = [[Parameter(rng.standard_normal(s).astype(np.float32)) for s in shapes] for _ in range(2)]
+    for a, b in zip(*ps):
+        b.data[...] = a.data
+    opts = [AdamW([(f"w{i}", p) for i, p in enumerate(group)], lr=1e-2) for group in ps]
+    for _ in range(3):
+        grads = [rng.standard_normal(s).astype(np.float32) for s in shapes]
+        for group in ps:
+            for p, g in zip(group, grads):
+                p.grad[...] = g
+        opts[0].step()
+        opts[1].step(zero_grad=True)
+        for a, b in zip(*ps):
+            np.testing.assert_array_equal(a.data, b.data)
+            assert not b.grad.any()
