@@ -48,7 +48,9 @@ def register(subparsers) -> None:
     p.add_argument("--weights", required=True, metavar="FILE",
                    help="converted .npz (python -m minimner convert resnet), or a torchvision .pth / .safetensors")
     p.add_argument("--out", required=True, metavar="OUT", help="output folder")
-    p.add_argument("--batch-size", type=int, default=16, help="images per forward pass (default 16)")
+    # Small batches keep each convolution's im2col matrix in cache: measured 1.9x faster per image
+    # than 16 for ResNet-18 and 1.4x for ResNet-152 on this 2-core CPU.
+    p.add_argument("--batch-size", type=int, default=4, help="images per forward pass (default 4)")
     p.add_argument("--dtype", choices=("float32", "float16"), default="float32",
                    help="storage dtype of the features (float16 halves the disk use; default float32)")
     p.add_argument("--size", type=int, default=224, help="crop size S; the grid is ceil(S/32)² regions (default 224)")
