@@ -42,6 +42,12 @@ def gelu_forward(x):
     y : array (...), dtype of ``x``
     cache : GeluCache
     """
+    if get_xp(x) is np and x.dtype == np.float32:
+        # CPU float32: Phi and x·Phi come out of one blocked pass (see minimner._erf).
+        from minimner._erf import normal_cdf_float32
+
+        cdf, y = normal_cdf_float32(x, times_x=True)       # (...) Phi(x), x Phi(x)
+        return y, GeluCache(x, cdf)
     cdf = normal_cdf(x)                                    # (...) Phi(x), dtype of x
     return x * cdf, GeluCache(x, cdf)                      # (...) x Phi(x)
 
