@@ -81,6 +81,9 @@ class Explanation:
     has_image: bool               # whether the tweet had image features
     gates: dict = field(default_factory=dict)   # name -> (W, C) gate values in (0, 1)
     rollout: np.ndarray | None = None   # (W, R) txt2img rolled out through img2img (see explain_tweet)
+    pieces: list = field(default_factory=list)           # n word-piece strings ([CLS] … [SEP])
+    emissions: np.ndarray | None = None  # (n, K) main CRF emissions of the real pieces
+    word_mask: np.ndarray | None = None  # (n,) bool, True at each word's first piece
 
     def entity_words(self) -> list[int]:
         """Indices of the words predicted as part of an entity (not O)."""
@@ -106,6 +109,21 @@ class Explanation:
         return plot_tweet(picture, self.words, self.txt2img, self.txt2obj, names, self.objects != 0, self.gates,
                           w, title=title or tagged, rollout=self.rollout)
 
+    def crf_figure(self, crf, constrained: bool = True):
+        """The main CRF's transitions and this tweet's per-piece marginals with its Viterbi path.
+
+        :func:`minimner.plots.crf.plot_crf` on :attr:`emissions`; with ``constrained`` the
+        path is the constrained one the tags above came from (SPEC §8.3).
+        """
+        from minimner.constraints import paper_constraints
+        from minimner.models.mgcmt import MAIN_TAGS
+        from minimner.plots.crf import plot_crf
+
+        if self.emissions is None:
+            raise ValueError("this Explanation has no emissions (built by an older explain_tweet?)")
+        allowed = paper_constraints(self.word_mask[None], xp=np) if constrained else None
+        return plot_crf(crf, self.emissions, tag_names=MAIN_TAGS, tokens=self.pieces, allowed=allowed)
+
 
 def explain_tweet(model, tokenizer, words: Sequence[str], source=None, image_id: str | None = None,
                   constrained: bool = True) -> Explanation:
@@ -127,6 +145,8 @@ def explain_tweet(model, tokenizer, words: Sequence[str], source=None, image_id:
     """
     from minimner.data.batching import encode_sentences, make_batch
     from minimner.data.conll import Sentence
+    from minimner.models.text_crf import piece_word_mask
+    from minimner.nn.module import no_grad
 
     if not hasattr(model, "attention") or not hasattr(model, "batch_inputs"):
         raise ValueError("explain needs a cross-modal (mgcmt) model; this run is text-only")
@@ -138,6 +158,8 @@ def explain_tweet(model, tokenizer, words: Sequence[str], source=None, image_id:
     batch = make_batch([example])
     kw = model.batch_inputs(batch, source)
     tags = model.predict_words(batch, constrained=constrained, source=source)[0]
+    with no_grad():                                                        # the same forward, for the CRF plot
+        main, _ = model.emissions(**kw)                                    # (1, T, K)
     first = backend.asnumpy(batch.first_piece)[0]                          # (W,) first pieces
     att = {k: backend.asnumpy(v)[0] for k, v in model.attention.items()}  # (h, Lq, Lk)
     gates = {k: backend.asnumpy(v)[0][first] for k, v in model.gates.items() if v.ndim == 3}
@@ -145,7 +167,10 @@ def explain_tweet(model, tokenizer, words: Sequence[str], source=None, image_id:
                else np.zeros(model.config.object_slots, dtype=np.int64))
     return Explanation(words=words, tags=tags, txt2img=att["txt2img"][:, first], txt2obj=att["txt2obj"][:, first],
                        objects=objects, has_image=kw["image"] is not None, gates=gates,
-                       rollout=rollout(att["txt2img"][:, first], att["img2img"]))
+                       rollout=rollout(att["txt2img"][:, first], att["img2img"]),
+                       pieces=tokenizer.convert_ids_to_tokens(example.input_ids.tolist()),
+                       emissions=backend.asnumpy(main)[0].astype(np.float32),
+                       word_mask=backend.asnumpy(piece_word_mask(batch))[0])
 
 
 def rollout(txt2img, img2img):

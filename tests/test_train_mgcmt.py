@@ -166,6 +166,9 @@ def test_explain_and_visualise_an_mgcmt_run(tiny, tmp_path, capsys):
                  "--word", "Paris", "--out", str(png)]) == 0
     printed = capsys.readouterr().out
     assert "Obama/" in printed and png.stat().st_size > 10_000
+    for side in ("crf", "training"):                             # the other figures of one tweet
+        assert (tmp_path / f"explain_{side}.png").stat().st_size > 10_000, side
+    assert not (tmp_path / "explain_augment.png").exists()         # an aug="none" run has no neighbours to draw
     assert main(["explain", "--run", str(out), "--tweet", "Obama", "--word", "Paris"]) == 2
     assert "not a word of the tweet" in capsys.readouterr().err
     assert main(["explain", "--run", str(out), "--tweet", "x", "--image", str(tmp_path / "none.jpg")]) == 2
@@ -173,6 +176,23 @@ def test_explain_and_visualise_an_mgcmt_run(tiny, tmp_path, capsys):
     assert main(["visualise", "--run", str(out), "--input", str(tiny["data"] / "test.txt"), "--index", "1",
                  "--what", "crf", "--out", str(crf)]) == 0
     assert crf.stat().st_size > 10_000
+
+
+def test_explain_augment_figure_draws_the_tables_neighbours():
+    from minimner.cli.explain import _augment_figure
+
+    class Table:                                                   # the one method the figure reads
+        def describe(self, word):
+            if word != "Paris":
+                raise KeyError(word)
+            return {"neighbours": [{"word": "London", "weight": 0.7, "similarity": 0.9},
+                                   {"word": "Rome", "weight": 0.3, "similarity": 0.8}]}
+
+    ax = _augment_figure(Table(), "Paris").axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["London", "Rome"]
+    assert [round(p.get_width(), 6) for p in ax.patches] == [0.7, 0.3]
+    ax = _augment_figure(Table(), "Varno").axes[0]                 # unknown word: a note, no bars
+    assert not ax.patches and "not in the lexicon" in ax.texts[0].get_text()
 
 
 def test_explanation_follows_the_model(tiny, tmp_path):
@@ -191,3 +211,19 @@ def test_explanation_follows_the_model(tiny, tmp_path):
     none = explain_tweet(model, tok, ["Obama", "visits", "Paris"], None)
     np.testing.assert_allclose(none.txt2img, 1 / 49, rtol=1e-5)        # no image: uniform over the null grid
     assert not none.has_image
+    # the CRF figure's marginals come from the model's own emissions, its path is the printed tags
+    from minimner.data.batching import encode_sentences, make_batch
+    from minimner.data.conll import Sentence
+
+    batch = make_batch(encode_sentences(tok, [Sentence(words=["Obama", "visits", "Paris"])]))
+    kw = model.batch_inputs(batch, SingleImageSource(grid, objects=["person"]))
+    main, _ = model.emissions(**kw)
+    np.testing.assert_array_equal(ex.emissions, np.asarray(main)[0])
+    assert ex.pieces[0] == "[CLS]" and ex.pieces[-1] == "[SEP]" and ex.word_mask.sum() == 3
+    fig = ex.crf_figure(model.crf)
+    marg = fig.axes[1].images[0].get_array()                       # (n, K), see plot_crf
+    assert marg.shape == (len(ex.pieces), model.crf.num_tags)
+    from minimner.models.mgcmt import MAIN_TAGS
+
+    path = [int(round(x)) for x in fig.axes[1].lines[0].get_xdata()]
+    assert [MAIN_TAGS[path[j]] for j in np.flatnonzero(ex.word_mask)] == ex.tags

@@ -24,8 +24,9 @@ What it does (every step is the code a user runs on real data):
 5. **Writes** ``OUT/results.json`` (F1 of each arm, on all entities and on the entities whose
    type only the picture decides, how often the text→image attention lands on the key object,
    times), the predictions ``OUT/pred-test-{text,multimodal,multimodal_shuffled_images}.txt``,
-   and figures ``OUT/figures/``: one per explained test tweet (the word's attention over the
-   picture's 7×7 grid, its object attention, the gates) and the training curves.
+   and figures ``OUT/figures/``: two per explained test tweet (the word's attention over the
+   picture's 7×7 grid, its object attention, the gates; the CRF's per-piece marginals with the
+   decoded path) and the training curves.
 """
 from __future__ import annotations
 
@@ -316,7 +317,8 @@ def _figures(prep: dict, runs: Path, out: Path, preds: dict, count: int) -> list
                                                f"{preds['text'][i][a]})")
         path = out / f"tweet-{s.image_id}.png"
         fig.savefig(path, dpi=100)
-        written.append(str(path))
+        ex.crf_figure(model.crf).savefig(out / f"tweet-{s.image_id}_crf.png", dpi=90)   # marginals + path
+        written += [str(path), str(out / f"tweet-{s.image_id}_crf.png")]
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(10, 4))

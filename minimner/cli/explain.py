@@ -3,9 +3,12 @@
     python -m minimner explain --run RUN --tweet "can't stop thinking about Varno" [--image FILE]
                                [--objects person,car] [--word Varno] [--out FIG.png]
 
-Prints the predicted tags and writes one figure (:mod:`minimner.explain`): the chosen
-word's text → image attention over the picture's 7×7 grid, its text → object attention,
-and every word's fusion gates. ``--image`` is turned into region features with the same
+Prints the predicted tags and writes the figures of :mod:`minimner.explain`: ``OUT`` (the
+chosen word's text → image attention over the picture's 7×7 grid, the same rolled out
+through the image self-attention, its text → object attention, every word's fusion gates),
+``OUT_crf.png`` (the main CRF's transitions and this tweet's per-piece marginals with the
+decoded path), ``OUT_augment.png`` (the chosen word's semantic-augmentation neighbours, for
+runs with augmentation) and ``OUT_training.png`` (the run's training curves). ``--image`` is turned into region features with the same
 eval transform and ResNet as the run's ``features`` folder (``--resnet`` when the recorded
 weights file has moved); without it the tweet has no image. ``--objects`` gives the
 detector's COCO labels (there is no detector here); without it, none.
@@ -73,8 +76,39 @@ def run(args) -> int:
         word = ex.words.index(args.word)
     print(" ".join(f"{w}/{t}" for w, t in zip(ex.words, ex.tags)))
     out = Path(args.out) if args.out else Path(args.run) / "explain.png"
-    fig = ex.figure(picture, word)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
+    ex.figure(picture, word).savefig(out, dpi=110)
     print(f"wrote {out} (word {ex.words[word]!r})")
+    side = out.with_name(f"{out.stem}_crf.png")
+    ex.crf_figure(model.crf, constrained=not args.unconstrained).savefig(side, dpi=100)
+    print(f"wrote {side} (CRF transitions, per-piece marginals, decoded path)")
+    if model.aug_table is not None:
+        side = out.with_name(f"{out.stem}_augment.png")
+        _augment_figure(model.aug_table, ex.words[word]).savefig(side, dpi=100)
+        print(f"wrote {side} (semantic-augmentation neighbours of {ex.words[word]!r})")
+    if (Path(args.run) / "metrics.jsonl").is_file():
+        from matplotlib.figure import Figure
+
+        from minimner.plots.training import plot_training_curves
+
+        side = out.with_name(f"{out.stem}_training.png")
+        fig = Figure(figsize=(10, 4), layout="constrained")
+        plot_training_curves(Path(args.run), ax=tuple(fig.subplots(1, 2)))
+        fig.savefig(side, dpi=100)
+        print(f"wrote {side} (training curves)")
     return 0
+
+
+def _augment_figure(table, word: str):
+    """The word's neighbours in the run's augmentation table (or a note that it has none there)."""
+    from matplotlib.figure import Figure
+
+    from minimner.plots.augment import plot_word_neighbours
+
+    try:
+        entry = table.describe(word)
+    except KeyError:                      # a word the run's data never had: it reads the out-of-vocabulary vector
+        entry = {"neighbours": []}
+    fig = Figure(figsize=(5.5, 0.8 + 0.45 * max(1, len(entry["neighbours"]))), layout="constrained")
+    plot_word_neighbours(word, entry, ax=fig.subplots())
+    return fig

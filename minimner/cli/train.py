@@ -44,7 +44,7 @@ def register(subparsers) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     from minimner.lexicon.augment import add_augment_arguments
 
-    add_augment_arguments(p, default_mode="none")
+    add_augment_arguments(p, default_mode="none", default_help="add for --model mgcmt, as the paper; none for text-crf")
     p.set_defaults(aug=None)   # resolved per model in run(): none for text-crf, add (the paper's) for mgcmt
     from minimner.models.fusion import FUSION_METHODS
 

@@ -434,13 +434,15 @@ def open_lexicon(path=None, progress: bool = True, verbose: bool = True) -> Lexi
     return load_lexicon(path, progress=progress)
 
 
-def add_augment_arguments(parser: argparse.ArgumentParser, default_mode: str = "add") -> None:
+def add_augment_arguments(parser: argparse.ArgumentParser, default_mode: str = "add",
+                          default_help: str | None = None) -> None:
     """Add the augmentation flags to a command (``train``, ``evaluate``…).
 
     ``--aug {add,gate,embed,none}``, ``--lexicon FILE``, ``--aug-k``, ``--aug-case``,
     ``--aug-oov``, ``--aug-seed``, ``--aug-cache DIR``. Read them back with
     :func:`augment_config_from_args`. ``default_mode`` is ``--aug``'s default (the
-    paper's ``add``; ``train`` uses ``none`` so the plain BERT-CRF stays the default).
+    paper's ``add``; ``train`` uses ``none`` so the plain BERT-CRF stays the default);
+    ``default_help`` replaces its wording in the help (``train``: it depends on ``--model``).
     """
     from minimner.nn.augment import AUG_MODES
 
@@ -449,7 +451,8 @@ def add_augment_arguments(parser: argparse.ArgumentParser, default_mode: str = "
     g = parser.add_argument_group("semantic augmentation (SPEC §2)")
     g.add_argument("--aug", choices=AUG_MODES, default=default_mode,
                    help=f"fusion of the augmentation vectors: add after BERT (the paper's), gate after BERT, "
-                        f"embed (inside the BERT embeddings, before LayerNorm) or none (default: {default_mode})")
+                        f"embed (inside the BERT embeddings, before LayerNorm) or none (default: "
+                        f"{default_help or default_mode})")
     g.add_argument("--lexicon", default=None, metavar="FILE",
                    help=f"word vectors (.npz, GloVe/word2vec text, word2vec .bin); default: "
                         f"{default_lexicon_path()} (made by `python -m minimner convert glove`)")

@@ -32,6 +32,8 @@ def test_demo_writes_results_predictions_and_figures(demo, capsys):
     assert res["multimodal"]["dev_f1"] == res["multimodal_shuffled_images"]["dev_f1"]   # same trained model
     assert 0.0 <= res["attention"]["chance"] <= 1.0
     assert (out / "figures" / "training.png").is_file()
+    tweets = sorted(p.name for p in (out / "figures").glob("tweet-*.png"))
+    assert len(tweets) in (0, 2) and all(n.endswith("_crf.png") for n in tweets[1::2])
     assert res["seconds"]["total"] > 0 and "features" in res["seconds"]
     settings = json.loads((out / "features" / "features.json").read_text())
     assert settings["arch"] == "resnet18" and (out / "resnet18-seed0.npz").is_file()
