@@ -1,6 +1,7 @@
 """Text-only vs multimodal vs shuffled images on the synthetic multimodal tweets, over several seeds.
 
     python benchmarks/synthetic.py --root RUNS/synthetic --seeds 1 2 3     # the demo recipe, 3 training seeds
+    python benchmarks/synthetic.py --root RUNS/synthetic-8ep --epochs 8     # the same, trained twice as long
 
 The demo's pipeline (minimner/cli/demo.py), once per training seed on the same generated data
 and the same image features (data and ResNet seed 0): the text-only BERT-CRF and MGCMT trained
@@ -8,7 +9,8 @@ with the same BERT, recipe and seed, both scored once on the test split, and MGC
 with the pictures shuffled across the test tweets. Reports test F1 (all entities), recall on the
 entities whose type only the picture decides, and how often the text→image attention of those
 words peaks on the drawn key object, as mean ± sample std over the seeds, with every seed's
-numbers, to benchmarks/results/synthetic.{json,md}.
+numbers, to benchmarks/results/synthetic.{json,md} (``synthetic_<E>ep.{json,md}`` for a number of
+epochs other than the demo's).
 """
 from __future__ import annotations
 
@@ -25,12 +27,12 @@ LABELS = {"text": "text-only (BERT-CRF)", "multimodal": "multimodal (MGCMT)",
           "multimodal_shuffled_images": "multimodal, images shuffled across tweets"}
 
 
-def _ms(xs):
+def _ms(xs, digits: int = 4):
     xs = [x for x in xs if x is not None]
     if not xs:
         return "n/a"
     sd = statistics.stdev(xs) if len(xs) > 1 else 0.0
-    return f"{statistics.mean(xs):.4f} ± {sd:.4f}"
+    return f"{statistics.mean(xs):.{digits}f} ± {sd:.{digits}f}"
 
 
 def markdown(result: dict) -> str:
@@ -65,7 +67,7 @@ def markdown(result: dict) -> str:
               "(`minimner.explain.rollout`); chance = the key object's share of the 49 cells.", "",
               f"Time per seed trained in this call (train both side by side + score; whatever else the machine "
               f"ran meanwhile slows it, see the README for the demo timed alone): "
-              f"{_ms([r['seconds'] for r in rows if r.get('trained_in_this_call', True)])} s.", "",
+              f"{_ms([r['seconds'] for r in rows if r.get('trained_in_this_call', True)], 0)} s.", "",
               f"Command: `{result['command']}`.", "", H.machine_line(result["machine"]) + "\n"]
     return "\n".join(lines)
 
@@ -104,11 +106,13 @@ def main(argv=None) -> int:
         results["trained_in_this_call"] = trained
         rows.append(results)
         print(f"seed {seed}: " + ", ".join(f"{a} {results[a]['test_f1']:.4f}" for a in ARMS))
-    cmd = "python benchmarks/synthetic.py --root ROOT --seeds " + " ".join(map(str, args.seeds))
+    cmd = ("python benchmarks/synthetic.py --root ROOT --seeds " + " ".join(map(str, args.seeds))
+           + (f" --epochs {epochs}" if args.epochs else ""))
+    stem = "synthetic" if epochs == D.DEMO_RECIPE["epochs"] else f"synthetic_{epochs}ep"
     result = {"seeds": args.seeds, "data_seed": args.data_seed, "sizes": DEFAULT_SIZES, "bert": prep["bert_name"],
               "recipe": dict(D.DEMO_RECIPE, epochs=epochs), "runs": rows, "command": cmd,
               "machine": H.machine()}
-    H.publish(result, markdown(result), "synthetic", args.out, write=not args.no_write)
+    H.publish(result, markdown(result), stem, args.out, write=not args.no_write)
     return 0
 
 

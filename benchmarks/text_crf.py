@@ -14,6 +14,8 @@ warmup then linear decay to 0, weight decay 0.01 (not on biases/LayerNorm weight
     python benchmarks/text_crf.py collect RUNS/twitter2015-seed1 RUNS/twitter2015-seed2 ... \\
         --name twitter2015           # -> benchmarks/results/text_crf_twitter2015.{json,md}
 
+Cross-modal runs (``train --model mgcmt``) collect the same way, to ``mgcmt_<name>.{json,md}``.
+
 ``collect`` reads each run's ``summary.json``, ``metrics.jsonl``, ``run.json`` and, when
 present, ``eval-test.json``, and reports mean ± sample standard deviation over seeds.
 
@@ -97,20 +99,38 @@ def _rows(runs):
 
 def _collect(args) -> int:
     rows = _rows(args.runs)
+    models = {r["config"].get("model", "text-crf") for r in rows}
+    if len(models) != 1:
+        raise SystemExit(f"collect: the runs mix models {sorted(models)}; collect one model at a time")
+    model = models.pop()
     agg = {k: _mean_std([r[k] for r in rows]) for k in ("dev_f1", "test_f1", "test_f1_strict",
                                                         "seconds_per_epoch_train")}
-    result = {"name": args.name, "runs": rows, "mean_std": agg, "note": args.note}
-    publish(result, collect_markdown(result), f"text_crf_{args.name}", args.out)
+    result = {"name": args.name, "model": model, "runs": rows, "mean_std": agg, "note": args.note}
+    stem = "mgcmt" if model == "mgcmt" else "text_crf"
+    publish(result, collect_markdown(result), f"{stem}_{args.name}", args.out)
     return 0
+
+
+def _recipe_line(result: dict) -> tuple[str, str]:
+    """Title and recipe sentence of a collect report, for the runs' model."""
+    common = ("AdamW lr 1e-4, 10 % warmup then linear decay to 0, batch 24, 8 epochs, clipping 1.0, selected on "
+              "valid micro-F1 (conlleval chunking), test scored once with constrained Viterbi.")
+    if result.get("model") == "mgcmt":
+        cfg = result["runs"][0]["config"]
+        images = "image features from " + cfg["features"] if cfg.get("features") else "every image marked missing"
+        return (f"Cross-modal MGCMT: {result['name']}",
+                f"Recipe: MiniLM-L6-H384 MGCMT with the paper's default flags (augmentation `{cfg.get('aug')}`, "
+                f"gate + concat fusion, auxiliary span CRF), {images}, objects "
+                f"{'from ' + cfg['objects'] if cfg.get('objects') else 'none'}; " + common)
+    return (f"Text-only MiniLM-CRF baseline: {result['name']}",
+            "Recipe: MiniLM-L6-H384 + dropout 0.1 + linear + CRF, " + common)
 
 
 def collect_markdown(result: dict) -> str:
     """The report of ``collect`` (``benchmarks/results/text_crf_<name>.md``) from its result record."""
     rows, agg, note = result["runs"], result["mean_std"], result["note"]
-    lines = [f"# Text-only MiniLM-CRF baseline: {result['name']}", "",
-             "Recipe: MiniLM-L6-H384 + dropout 0.1 + linear + CRF, AdamW lr 1e-4, 10 % warmup then linear decay to 0, "
-             "batch 24, 8 epochs, clipping 1.0, selected on valid micro-F1 (conlleval chunking), test scored once "
-             "with constrained Viterbi.", "",
+    title, recipe = _recipe_line(result)
+    lines = [f"# {title}", "", recipe, "",
              "| run | seed | best epoch | valid F1 | test F1 | test F1 (strict IOB2) | train s/epoch |",
              "|---|---:|---:|---:|---:|---:|---:|"]
     for r in rows:

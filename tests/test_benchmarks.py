@@ -265,11 +265,11 @@ def test_publish_prints_and_writes(harness, tmp_path, capsys):
 REPORTS = [("bert.json", "bert", "markdown"), ("crf.json", "crf", "markdown"),
            ("transformer_layer.json", "transformer_layer", "markdown"), ("resnet*.json", "resnet", "markdown"),
            ("augment_table.json", "augment_table", "markdown"),
-           ("text_crf_*.json", "text_crf", "collect_markdown"),
+           ("text_crf_*.json", "text_crf", "collect_markdown"), ("mgcmt_twitter*.json", "text_crf", "collect_markdown"),
            ("augment_ablation_*.json", "text_crf", "ablation_markdown"),
            ("mgcmt_parity.json", "mgcmt_parity", "markdown"),
            ("mgcmt.json", "mgcmt", "markdown"), ("mgcmt_scaling.json", "mgcmt", "scaling_markdown"),
-           ("synthetic.json", "synthetic", "markdown")]
+           ("synthetic*.json", "synthetic", "markdown")]
 COMMITTED = [(path.name, module, fn) for pattern, module, fn in REPORTS
              for path in sorted((BENCH / "results").glob(pattern))]
 
