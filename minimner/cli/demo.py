@@ -304,7 +304,7 @@ def _figures(prep: dict, runs: Path, out: Path, preds: dict, count: int) -> list
     written = []
     for i, s in enumerate(sents):
         m = meta["images"].get(s.image_id, {})
-        if len(written) >= count:
+        if len(written) >= 2 * count:                  # two figures per explained tweet
             break
         if not (m.get("image") and m.get("image_spans") and m.get("cells")) or m.get("misleading"):
             continue
