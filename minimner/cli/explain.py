@@ -8,9 +8,9 @@ chosen word's text → image attention over the picture's 7×7 grid, the same ro
 through the image self-attention, its text → object attention, every word's fusion gates),
 ``OUT_crf.png`` (the main CRF's transitions and this tweet's per-piece marginals with the
 decoded path), ``OUT_augment.png`` (the chosen word's semantic-augmentation neighbours, for
-runs with augmentation) and ``OUT_training.png`` (the run's training curves). ``--image`` is turned into region features with the same
-eval transform and ResNet as the run's ``features`` folder (``--resnet`` when the recorded
-weights file has moved); without it the tweet has no image. ``--objects`` gives the
+runs with augmentation) and ``OUT_training.png`` (the run's training curves). ``--image``
+is turned into region features with the same eval transform and ResNet as the run's
+``features`` folder (``--resnet`` when the recorded weights file has moved); without it the tweet has no image. ``--objects`` gives the
 detector's COCO labels (there is no detector here); without it, none.
 """
 from __future__ import annotations
