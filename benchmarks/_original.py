@@ -28,7 +28,7 @@ Inputs (numpy or torch): ``input_ids``, ``input_mask`` (B, T) int; ``aug`` (B, T
 ``image`` (B, 2048, 7, 7) (the original hard-codes 2048 channels and 49 regions);
 ``objects`` (B, O) int (0 = none); ``char_ids`` (B, T, 12) int (zeros if None: the original
 runs its char-CNN even when it is off); ``labels`` / ``aux_labels`` (B, T) int;
-``trans_matrix`` (7, 13) (SPEC §3.4 if None); ``region_mask`` (B, 49) (ones if None). The
+``trans_matrix`` (7, 13) (docs/model.md §4 if None); ``region_mask`` (B, 49) (ones if None). The
 unused Faster R-CNN inputs are zeros, segment ids zeros, and ``added_attention_mask`` is
 ``[region_mask; input_mask]``, of which the model reads the first 49 entries.
 """
@@ -140,7 +140,7 @@ def load_original(checkout, char_vocab_size: int = 15, obj_num: int = 5) -> type
 
 
 def default_trans_matrix() -> np.ndarray:
-    """SPEC §3.4, (7, 13) float32: rows aux tags, columns main tags."""
+    """docs/model.md §4, (7, 13) float32: rows aux tags, columns main tags."""
     m = np.zeros((7, 13), dtype=np.float32)                # (Ka, K)
     m[0, 0] = m[1, 1] = m[4, 10] = m[5, 11] = m[6, 12] = 1.0
     m[2, [2, 4, 6, 8]] = 0.25
@@ -217,7 +217,7 @@ class OriginalMSCMT:
         """Copy tensors in by key (numpy or torch), shapes checked; returns the keys left untouched.
 
         strict: every one of the original's keys must be given (False: a subset, e.g. only the
-        tensors a configuration uses, SPEC §5.3). An unknown key is always an error.
+        tensors a configuration uses, docs/parameters.md §4). An unknown key is always an error.
         """
         import torch
 
@@ -283,7 +283,7 @@ class OriginalMSCMT:
             kw["labels"] = torch.as_tensor(np.asarray(labels)).long()
             kw["auxlabels"] = (torch.zeros_like(kw["labels"]) if aux_labels is None
                                else torch.as_tensor(np.asarray(aux_labels)).long())
-        with warnings.catch_warnings():                    # uint8 CRF masks etc. (SPEC §7.18)
+        with warnings.catch_warnings():                    # uint8 CRF masks etc. (docs/original-quirks.md §18)
             warnings.simplefilter("ignore")
             return self.module(*args, **kw)
 
@@ -317,7 +317,8 @@ class OriginalMSCMT:
 
         args = self.inputs(input_ids, input_mask, aug, image, objects, char_ids, trans_matrix, region_mask)
         with torch.no_grad():
-            paths, *_random_maps = self._call(args)        # the 3 extra outputs are torch.rand (SPEC §7.8)
+            # the 3 extra outputs are torch.rand (docs/original-quirks.md §8)
+            paths, *_random_maps = self._call(args)
         return paths
 
     def emissions(self, *args, **kwargs) -> tuple[np.ndarray, np.ndarray]:

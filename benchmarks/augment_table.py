@@ -4,7 +4,7 @@ Work: every distinct token of ``twitter2015/{train,valid,test}.txt`` and
 ``twitter2017/{train,valid,test}.txt`` (those present), looked up in GloVe 6B
 50-d (400000 × 50, the converted offline default) with the ``auto`` case policy;
 for every distinct lexicon row found, its exact top-4 cosine neighbours (self
-excluded), softmax weights and weighted sum (SPEC §2.1); a seeded random vector
+excluded), softmax weights and weighted sum (docs/augmentation.md §1); a seeded random vector
 for every out-of-lexicon word; then the cached ``.npz`` is written (atomically)
 and read back.
 

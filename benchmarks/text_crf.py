@@ -19,7 +19,7 @@ Cross-modal runs (``train --model mgcmt``) collect the same way, to ``mgcmt_<nam
 ``collect`` reads each run's ``summary.json``, ``metrics.jsonl``, ``run.json`` and, when
 present, ``eval-test.json``, and reports mean ± sample standard deviation over seeds.
 
-Semantic-augmentation ablation (issue 6; SPEC §2.3): the same recipe with ``--aug add`` or
+Semantic-augmentation ablation (issue 6; docs/augmentation.md §3): the same recipe with ``--aug add`` or
 ``--aug gate`` (GloVe 6B 50-d neighbours, k = 4), 3 seeds each, against the plain runs::
 
     python benchmarks/text_crf.py run --data DATA/twitter2015 --runs RUNS --aug add    # RUNS/twitter2015-add-seed{1,2,3}
@@ -169,9 +169,9 @@ def ablation_markdown(result: dict) -> str:
     lines = [f"# Semantic augmentation ablation: {result['name']}", "",
              "Text-only MiniLM-CRF recipe of `text_crf_*.md` (AdamW lr 1e-4, 10 % warmup, batch 24, 8 epochs, "
              "clipping 1.0, model selected on valid micro-F1, test scored once, constrained Viterbi) with the "
-             "augmentation fused after BERT (SPEC §2.3): `none`, `add` (the paper's, h + W a) or `gate`. "
+             "augmentation fused after BERT (docs/augmentation.md §3): `none`, `add` (the paper's, h + W a) or `gate`. "
              "Augmentation vectors: softmax-weighted sum of each word's k = 4 nearest GloVe 6B 50-d neighbours "
-             "(cosine, SPEC §2.1).", "",
+             "(cosine, docs/augmentation.md §1).", "",
              "| arm | valid F1 (mean ± std) | test F1 (mean ± std) | test F1 strict IOB2 | per-seed test F1 |",
              "|---|---:|---:|---:|---|"]
     for name, a in arms.items():

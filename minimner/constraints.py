@@ -10,7 +10,7 @@ are allowed; the maths of decoding stays in :mod:`minimner.crf`.
   first/last tags.
 * :func:`word_position_allowed` — a per-position tag mask: the positions that are
   scored (the first word piece of each word) may not take ``X``/``[CLS]``/``[SEP]``/pad.
-* :func:`paper_constraints` — both, for the paper's 13 main tags (SPEC §1.2, §8.3).
+* :func:`paper_constraints` — both, for the paper's 13 main tags (docs/data.md §2, docs/differences.md §3).
 
 The tables are tiny and static: the builders make them on the host (NumPy) unless
 told otherwise; the per-position mask lives on the backend of its ``word_mask``.
@@ -26,7 +26,8 @@ from minimner.data.labels import CLS, MAIN_TAGS, PAD, SEP, X
 
 __all__ = ["Constraints", "bio_constraints", "word_position_allowed", "paper_constraints", "PAPER_MAIN_TAGS"]
 
-#: The paper's main label set (SPEC §1.2; :data:`minimner.data.labels.MAIN_TAGS`), id = index, 0 = padding.
+#: The paper's main label set (docs/data.md §2; :data:`minimner.data.labels.MAIN_TAGS`), id = index,
+#: 0 = padding.
 PAPER_MAIN_TAGS = MAIN_TAGS
 
 
@@ -127,7 +128,7 @@ def word_position_allowed(word_mask, tag_names: Sequence[str],
                           disallowed: Sequence[str] = (X, CLS, SEP, PAD)):
     """Per-position tag mask: word positions may not take the ``disallowed`` tags.
 
-    SPEC §8.3: the position of a word's *first* word piece is scored, so it should
+    docs/differences.md §3: the position of a word's *first* word piece is scored, so it should
     only decode to O / B-x / I-x; X stays legal on the later word pieces, and
     [CLS]/[SEP] on their own positions.
 
@@ -163,7 +164,9 @@ def word_position_allowed(word_mask, tag_names: Sequence[str],
 
 
 def paper_constraints(word_mask=None, tag_names: Sequence[str] = PAPER_MAIN_TAGS, xp=None) -> Constraints:
-    """The constraint set minimner uses for the paper's 13 main tags (SPEC §1.2, §8.3).
+    """The constraint set minimner uses for the paper's 13 main tags.
+
+    See docs/data.md §2 (the tags) and docs/differences.md §3 (why constrain).
 
     * BIO validity with ``X`` transparent (``B-PER X I-PER`` is legal);
     * ``PAD`` (id 0) is never predicted;

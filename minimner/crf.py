@@ -2,7 +2,7 @@
 path scores, (pairwise) marginals, the NLL with its gradient, and Viterbi.
 
 Model (Lafferty et al. 2001; semantics of pytorch-crf 0.7.2 with
-``batch_first=True``, SPEC §6.4). For one sequence with emissions ``e (T, K)``,
+``batch_first=True``, docs/training.md §4). For one sequence with emissions ``e (T, K)``,
 tags ``y`` and a prefix mask of length ``n = Σ mask``::
 
     score(y) = start[y_0] + Σ_{t<n} e[t, y_t] + Σ_{1≤t<n} trans[y_{t−1}, y_t] + end[y_{n−1}]

@@ -3,7 +3,7 @@
 :func:`explain_tweet` runs the model once on one tweet (eval mode) and returns an
 :class:`Explanation`: the predicted tags, and for every *word* (its first word piece)
 the real attention probabilities of the cross-modal layers the forward pass keeps
-(SPEC §8.5): text → image grid (``txt2img``, h × W × R), text → objects (``txt2obj``,
+(docs/differences.md §5): text → image grid (``txt2img``, h × W × R), text → objects (``txt2obj``,
 h × W × O), and the fusion's gate values (``image`` = g1 over the grid paths, ``object``
 = g2 over the object paths; W × C), and the text→image attention rolled out through the
 image self-attention (:func:`rollout`), which is where a word's image information really
@@ -113,7 +113,7 @@ class Explanation:
         """The main CRF's transitions and this tweet's per-piece marginals with its Viterbi path.
 
         :func:`minimner.plots.crf.plot_crf` on :attr:`emissions`; with ``constrained`` the
-        path is the constrained one the tags above came from (SPEC §8.3).
+        path is the constrained one the tags above came from (docs/differences.md §3).
         """
         from minimner.constraints import paper_constraints
         from minimner.models.mgcmt import MAIN_TAGS
@@ -176,7 +176,7 @@ def explain_tweet(model, tokenizer, words: Sequence[str], source=None, image_id:
 def rollout(txt2img, img2img):
     """Text→image attention rolled out through the image self-attention (attention rollout).
 
-    The text reads the regions *after* ``img2img_attention`` has mixed them (SPEC §3.2 step 5),
+    The text reads the regions *after* ``img2img_attention`` has mixed them (docs/model.md §2 step 5),
     so a word that attends to region j really reads the regions that j attended to, plus j
     itself through the layer's residual. With head-averaged maps and the residual counted as
     half (Abnar & Zuidema, 2020)::

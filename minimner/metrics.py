@@ -1,4 +1,4 @@
-"""Entity-level precision, recall and F1 for NER (SPEC §6.5, §8.3).
+"""Entity-level precision, recall and F1 for NER (docs/training.md §5, docs/differences.md §3).
 
 Scoring happens on **words**: one gold and one predicted tag per word, the tag
 predicted at the word's first word piece (:func:`word_tags_from_pieces`), never

@@ -2,12 +2,12 @@
 
 * :class:`AdamW` — Adam with bias correction and decoupled weight decay, step for
   step the update of ``torch.optim.AdamW`` (Loshchilov & Hutter 2019). This is
-  minimner's default (SPEC §8.6).
+  minimner's default (docs/differences.md §6).
 * :func:`clip_grad_norm` — global L2-norm clipping like
   ``torch.nn.utils.clip_grad_norm_``.
 * :func:`linear_warmup_decay` — linear warmup then linear decay to exactly zero.
 * :class:`BertAdam` — the original MSCMT optimiser (pytorch-pretrained-bert's
-  ``BertAdam``, SPEC §6.2): no bias correction, per-tensor clipping and the
+  ``BertAdam``, docs/training.md §2): no bias correction, per-tensor clipping and the
   discontinuous ``warmup_linear`` schedule. For parity runs only.
 
 Both optimisers take ``module.named_parameters()`` (so weight decay can be
@@ -241,7 +241,7 @@ def _adamw_update(p, g, m, v, b1, b2, eps, decay, step_size, bc2_sqrt, zero_grad
 
 
 def warmup_linear(x: float, warmup: float = 0.002) -> float:
-    """pytorch-pretrained-bert's schedule (SPEC §6.2): ``x/warmup`` below warmup, else ``1 − x``.
+    """pytorch-pretrained-bert's schedule (docs/training.md §2): ``x/warmup`` below warmup, else ``1 − x``.
 
     Note the jump from 1 to ``1 − warmup`` at ``x = warmup`` and the negative
     values for ``x > 1``; both are the original's behaviour.
@@ -252,7 +252,7 @@ def warmup_linear(x: float, warmup: float = 0.002) -> float:
 
 
 class BertAdam(_Optimizer):
-    """The original MSCMT optimiser (pytorch-pretrained-bert ``BertAdam``, SPEC §6.2).
+    """The original MSCMT optimiser (pytorch-pretrained-bert ``BertAdam``, docs/training.md §2).
 
     For each parameter with a gradient, in order: clip *its own* gradient to L2
     norm ≤ ``max_grad_norm`` (in place, as the original does), then with its own

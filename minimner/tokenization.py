@@ -7,7 +7,7 @@ normaliser configured from the model's ``tokenizer_config.json`` / ``config.json
 model (MiniLM) lower-cases and a cased one (bert-base-cased, the paper's encoder)
 does not.
 
-Alignment (SPEC §1.3 with the §8.2 fix):
+Alignment (docs/data.md §3, with the fix of docs/differences.md §2):
 
 * every word is tokenised on its own (normalise → split on whitespace and
   punctuation → WordPiece), exactly like ``BertTokenizerFast`` with
@@ -16,7 +16,7 @@ Alignment (SPEC §1.3 with the §8.2 fix):
 * a word's label goes on its **first** piece: ``first_piece[w]`` is that position;
 * a word that yields **zero** pieces (e.g. a lone zero-width joiner, or a control
   character that the cleaner deletes) becomes a single ``[UNK]`` piece, so it keeps
-  its position and its gold tag instead of vanishing (SPEC §8.2);
+  its position and its gold tag instead of vanishing (docs/differences.md §2);
 * no silent truncation: a sequence longer than ``max_length`` (512 for BERT) is a
   ``ValueError``.
 

@@ -1,6 +1,6 @@
-"""Training, evaluation and prediction for the taggers (SPEC §6.3, with §8's protocol).
+"""Training, evaluation and prediction for the taggers (docs/training.md §3, with the protocol of docs/differences.md).
 
-Protocol (SPEC §8):
+Protocol (docs/differences.md):
 
 * AdamW with bias correction and decoupled weight decay (no decay on biases and
   LayerNorm weights), linear warmup then linear decay that ends at exactly zero,
@@ -14,7 +14,7 @@ Protocol (SPEC §8):
 * every run records its seed and configuration (``run.json``) and one JSON line
   per epoch (``metrics.jsonl``).
 
-Semantic augmentation (SPEC §2, ``TrainConfig.aug``): ``none`` (the default) is the
+Semantic augmentation (docs/augmentation.md, ``TrainConfig.aug``): ``none`` (the default) is the
 plain BERT-CRF, unchanged. With ``add`` / ``gate`` / ``embed`` the augmentation
 table is built (or read from its cache) for the words of the data folder's
 ``train``, ``valid`` and, when present, ``test`` files (only the words are read,
@@ -89,11 +89,11 @@ class TrainConfig:
     patience: int = 0                   # early stopping after this many epochs without dev gain (0 = off)
     train_file: str = "train.txt"
     dev_file: str = "valid.txt"
-    constrained: bool = True            # constrained Viterbi (SPEC §8.3)
+    constrained: bool = True            # constrained Viterbi (docs/differences.md §3)
     limit: int = 0                      # use only the first N train/dev sentences (0 = all; tests/demos)
     max_steps: int = 0                  # stop after N optimiser steps (0 = no limit; tests)
     extra: dict = field(default_factory=dict)
-    aug: str = "none"                   # semantic augmentation (SPEC §2.3): none | add | gate | embed
+    aug: str = "none"                   # semantic augmentation (docs/augmentation.md §3): none | add | gate | embed
     lexicon: str | None = None          # word vectors for the table; None = converted GloVe 6B 50-d
     aug_k: int = 4                      # neighbours per word (the paper: 4)
     aug_case: str = "auto"              # lexicon lookup: auto (word, then lower-case) | exact | lower
@@ -365,7 +365,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log=pri
     """Train a tagger, selecting on dev micro-F1; returns the run summary.
 
     With ``cfg.aug`` other than ``none`` the augmentation table is built for the
-    data folder's vocabulary, saved as ``RUN/augment.npz`` and fused as SPEC §2.3
+    data folder's vocabulary, saved as ``RUN/augment.npz`` and fused as docs/augmentation.md §3
     describes (see the module docstring).
 
     Raises

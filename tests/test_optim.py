@@ -1,4 +1,4 @@
-"""Tests for minimner.optim: AdamW and clipping vs PyTorch, the schedules, BertAdam vs SPEC §6.2, resume."""
+"""Tests for minimner.optim: AdamW and clipping vs PyTorch, schedules, BertAdam vs docs/training.md §2, resume."""
 from __future__ import annotations
 
 import math
@@ -110,7 +110,7 @@ def test_linear_warmup_decay():
 
 
 def test_warmup_linear_is_the_originals():
-    """SPEC §6.2: x/warmup below warmup, then 1 − x: a jump from 1.0 to 0.9 at 0.1, negative past 1."""
+    """docs/training.md §2: x/warmup below warmup, then 1 − x: a jump from 1.0 to 0.9 at 0.1, negative past 1."""
     assert warmup_linear(0.0, 0.1) == 0.0 and warmup_linear(0.05, 0.1) == pytest.approx(0.5)
     assert warmup_linear(0.0999999, 0.1) == pytest.approx(1.0, abs=1e-5)
     assert warmup_linear(0.1, 0.1) == pytest.approx(0.9)
@@ -118,7 +118,7 @@ def test_warmup_linear_is_the_originals():
 
 
 def _bertadam_reference(p0, grads, lr, t_total, warmup, wd, b1=0.9, b2=0.999, e=1e-6, max_norm=1.0):
-    """SPEC §6.2 written out for one tensor in float64, step by step (independent of minimner.optim)."""
+    """docs/training.md §2 written out for one tensor in float64, step by step (independent of minimner.optim)."""
     p, m, v = p0.astype(np.float64), np.zeros(p0.shape), np.zeros(p0.shape)
     for s, g in enumerate(grads):
         g = g.astype(np.float64)
@@ -151,12 +151,12 @@ def test_bertadam_follows_spec(rng):
         wd = 0.0 if any(s in n for s in ("bias", "LayerNorm.bias", "LayerNorm.weight")) else 0.05
         ref = _bertadam_reference(start[n], [g[n] for g in grads], 0.1, t_total, 0.2, wd)
         err = np.abs(p.data - ref).max()
-        assert err <= 2e-6, f"{n}: max abs diff {err:.3e} from the SPEC §6.2 reference"
+        assert err <= 2e-6, f"{n}: max abs diff {err:.3e} from the docs/training.md §2 reference"
         assert opt.state[n]["step"] == steps
 
 
 def test_parameters_without_grad_are_skipped(rng):
-    """SPEC §6.2: a parameter whose grad is None gets no decay and no step count."""
+    """docs/training.md §2: a parameter whose grad is None gets no decay and no step count."""
     p, q = Parameter(np.ones(3, np.float32)), Parameter(np.ones(3, np.float32))
     q.grad = None
     for opt in (AdamW([("w", p), ("u", q)], lr=0.1), BertAdam([("w", p), ("u", q)], lr=0.1)):

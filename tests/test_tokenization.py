@@ -166,7 +166,9 @@ def _read_words(data_dir):
 @pytest.mark.data
 @pytest.mark.parity
 def test_every_word_of_the_data_matches_transformers(shared_data, minilm_tok):
-    """Word-piece ids per word, and per-sentence alignments, identical to BertTokenizerFast (SPEC §8.2 aside)."""
+    """Word-piece ids per word, and per-sentence alignments, identical to BertTokenizerFast.
+
+    (Apart from docs/differences.md §2: minimner turns a word with no pieces into [UNK].)"""
     transformers = pytest.importorskip("transformers")
     hf = _hf_tokenizer(transformers)
     sents = _read_words(shared_data)

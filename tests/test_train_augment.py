@@ -1,4 +1,4 @@
-"""Semantic augmentation in the BERT-CRF tagger and its training pipeline (SPEC §2.2-2.3).
+"""Semantic augmentation in the BERT-CRF tagger and its training pipeline (docs/augmentation.md §2-3).
 
 Gradient checks use a tiny random BERT and a hand-made tokenizer; the training
 tests use the tiny BERT of :mod:`tests.test_train` and a tiny generated lexicon,

@@ -7,7 +7,7 @@ Dimension legend: R regions (49 = 7×7 at 224×224), C channels (2048 for ResNet
 * Image ids come from the ``IMGID:`` lines of ``train.txt`` / ``valid.txt`` /
   ``test.txt`` in DATA_DIR (those present); the image is ``DIR/<id>.jpg``.
 * Each image is preprocessed by :mod:`minimner.vision.images` (train split:
-  seeded random crop + flip; valid/test: resize 256 + centre crop 224; SPEC §8.4),
+  seeded random crop + flip; valid/test: resize 256 + centre crop 224; docs/differences.md §4),
   batched through an eval-mode, BN-folded ResNet, and its grid is stored as
   ``OUT/<split>/<id>.npy`` with shape (R, C) (region r = 7·row + col) in float32
   or float16.

@@ -2,7 +2,7 @@
 
 Prints each word's k nearest lexicon neighbours (cosine, the word itself
 excluded), their similarities and the softmax weights that build its
-augmentation vector (SPEC §2.1). ``--json`` prints
+augmentation vector (docs/augmentation.md §1). ``--json`` prints
 ``{word: [{"word", "similarity", "weight"}, ...]}`` (an empty list for a word not
 in the lexicon). Without ``--lexicon`` the converted GloVe 6B 50-d in
 ``$MINIMNER_HOME`` is used, converted from the kumo package on first use.
@@ -47,7 +47,7 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "neighbours", help="show words' nearest lexicon neighbours and augmentation weights",
         description="Print each word's k nearest neighbours in a word-vector lexicon (cosine similarity, the "
-                    "word excluded), their similarities and softmax weights (SPEC §2.1).")
+                    "word excluded), their similarities and softmax weights (docs/augmentation.md §1).")
     p.add_argument("words", nargs="+", metavar="WORD")
     p.add_argument("--lexicon", default=None, metavar="FILE",
                    help="lexicon (.npz from `convert glove`, GloVe/word2vec text, word2vec .bin); default: the "

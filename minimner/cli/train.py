@@ -4,7 +4,7 @@
 ``--objects``; see :mod:`minimner.train`) instead of the text-only BERT-CRF.
 
 ``--aug {none,add,gate,embed}`` (default ``none``; ``add`` for mgcmt) adds the semantic augmentation
-of SPEC §2 (``--lexicon FILE``, ``--aug-k`` …, see
+of docs/augmentation.md (``--lexicon FILE``, ``--aug-k`` …, see
 :func:`minimner.lexicon.augment.add_augment_arguments`); the table used is saved in
 the run folder, so ``evaluate`` and ``predict`` need no flags for it.
 """
@@ -17,7 +17,7 @@ def register(subparsers) -> None:
         description="Train the text-only BERT-CRF tagger or (--model mgcmt) the cross-modal MGCMT, optionally with "
                     "semantic augmentation "
                     "(--aug add|gate|embed: word vectors averaged over each word's --aug-k nearest "
-                    "neighbours in --lexicon, fused after BERT or inside its embeddings; SPEC §2). "
+                    "neighbours in --lexicon, fused after BERT or inside its embeddings; docs/augmentation.md). "
                     "The checkpoint with the best dev micro-F1 is kept in OUT/best.npz; OUT/last.npz lets an "
                     "interrupted run --resume; the augmentation table used is saved as OUT/augment.npz. "
                     "The test split's labels are never read here (its words only enter the augmentation "
@@ -37,7 +37,7 @@ def register(subparsers) -> None:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--patience", type=int, default=0, help="early stopping patience in epochs (0 = off)")
     p.add_argument("--unconstrained", action="store_true",
-                   help="plain Viterbi for dev decoding (default: constrained, SPEC §8.3)")
+                   help="plain Viterbi for dev decoding (default: constrained, docs/differences.md §3)")
     p.add_argument("--limit", type=int, default=0, help="use only the first N train/dev sentences")
     p.add_argument("--max-steps", type=int, default=0, help="stop after N optimiser steps (0 = no limit)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last.npz")

@@ -6,7 +6,7 @@ Two figures for a sentence (plain words, or ``--index`` of a CoNLL file):
   word piece, with the (constrained) Viterbi path marked
   (:func:`minimner.plots.crf.plot_crf`);
 * ``attention``: BERT's real attention probabilities (B, H, T, T) of one layer,
-  averaged over heads or for one head (SPEC §8.5: real maps, not placeholders).
+  averaged over heads or for one head (docs/differences.md §5: real maps, not placeholders).
 
 Both work for text-only and ``--model mgcmt`` runs (the latter reads the sentence's image
 from the run's features, sub-folder ``--split``); ``explain`` draws the cross-modal maps.

@@ -1,6 +1,6 @@
 """``python -m minimner convert mgcmt SRC DST``: the authors' MSCMT checkpoint → minimner's MGCMT file.
 
-The authors' fine-tuned ``pytorch_model.bin`` (SPEC §5.4) is the full 509-key
+The authors' fine-tuned ``pytorch_model.bin`` (docs/parameters.md §5) is the full 509-key
 MSCMT state dict. It is read without executing anything from the file
 (``torch.load(weights_only=True)`` for ``.bin`` / ``.pt`` / ``.pth``; ``.safetensors``
 and ``.npz`` need no torch), mapped by :meth:`minimner.models.mgcmt.MGCMT.from_original`
@@ -14,7 +14,7 @@ minimner checkpoint (:mod:`minimner.checkpoint`)::
 
 plus ``<DST stem>.manifest.json`` (names, shapes, SHA-256 of the source and of every
 tensor, the unused keys). The flags are not stored in the original checkpoint
-(SPEC §3.1, §5.4): pass them with ``--ffusion-method 2`` etc. (defaults: the
+(docs/model.md §1, docs/parameters.md §5): pass them with ``--ffusion-method 2`` etc. (defaults: the
 original's). The BERT ``config.json`` shipped beside the checkpoint gives the
 attention heads (default H/64, as bert-base).
 

@@ -1,11 +1,11 @@
-"""The authors' MSCMT state-dict layout (SPEC §5): every key, its shape, and which keys a flag set uses.
+"""The authors' MSCMT state-dict layout (docs/parameters.md §1): every key, its shape, and which keys a flag set uses.
 
 This module is pure bookkeeping (names and shapes, no arrays, no model), so both
 :mod:`minimner.models.mgcmt` (``MGCMT.from_original`` / ``to_original``) and the
 file converter :mod:`minimner.convert.mgcmt` can import it without a cycle.
 
 Key order is the original file's: MSCMT's free-standing parameters first, in
-definition order, then the sub-modules in registration order (SPEC §5)::
+definition order, then the sub-modules in registration order (docs/parameters.md §1)::
 
     aug_w1 aug_w2 aug_bias fus1_* fus2_* fus3_w1 fus3_w2 fus3_bias seq_w ali_w ati_w obj_w add_bias
     fusion_w fusion_bias {main,seq,img,obj}_aux_{w,bias}
@@ -18,7 +18,7 @@ definition order, then the sub-modules in registration order (SPEC §5)::
 With bert-base-cased sizes this is 509 keys and 222,453,661 + 128·Vc scalars.
 
 **Which keys a configuration uses** (:func:`used_keys`): everything the forward
-pass, the loss or decoding reads. Always unused (SPEC §5.3, §7.3): ``gate``,
+pass, the loss or decoding reads. Always unused (docs/parameters.md §4, docs/original-quirks.md §3): ``gate``,
 ``highway``, the ``*_aux_w`` / ``*_aux_bias`` / ``*_aux_classifier`` / ``*_aux_crf``
 families and ``bert.pooler`` (computed and discarded by the original; minimner
 does not compute it). Flag-dependent: the augmentation tensors, the char-CNN
@@ -31,7 +31,7 @@ except that the post-BERT augmentation lives under ``augment.`` (``maug_linear.*
 ``fusion.`` (``fusion.fus1_w1``, ``fusion.fus3_linear.weight``, ``fusion.gmf.*`` …).
 Nothing is transposed: minimner keeps ``fusion_w`` (2H, H) and ``seq_w`` /
 ``ali_w`` / ``ati_w`` / ``obj_w`` in the original layout and applies them as
-``x W`` exactly as the original does (SPEC §0).
+``x W`` exactly as the original does (docs/parameters.md §1).
 
 Dimension legend: H hidden, F feed-forward size, L BERT layers, V word-piece vocab,
 P max positions, Vc char vocab, C_img image feature size, E augmentation size,
@@ -44,7 +44,7 @@ from collections import OrderedDict
 __all__ = ["LAYER_TEMPLATE", "layer_keys", "original_layout", "fusion_keys", "used_keys", "minimner_name",
            "AUG_KEYS", "FUSION_KEYS", "NEVER_USED_PREFIXES"]
 
-#: The 16 tensors of one transformer or cross-attention layer (SPEC §5.1), leaf -> shape builder.
+#: The 16 tensors of one transformer or cross-attention layer (docs/parameters.md §2), leaf -> shape builder.
 LAYER_TEMPLATE = (
     ("attention.self.query.weight", "HH"), ("attention.self.query.bias", "H"),
     ("attention.self.key.weight", "HH"), ("attention.self.key.bias", "H"),
@@ -59,7 +59,8 @@ LAYER_TEMPLATE = (
 #: The post-BERT augmentation tensors (minimner holds them under ``augment.``).
 AUG_KEYS = ("maug_linear.weight", "maug_linear.bias", "aug_w1", "aug_w2", "aug_bias")
 
-#: Every fusion variant's tensors, by original ``ffusion_method`` (SPEC §3.6); minimner holds them under ``fusion.``.
+#: Every fusion variant's tensors, by original ``ffusion_method`` (docs/model.md §6); minimner holds
+#: them under ``fusion.``.
 FUSION_KEYS = {
     0: ("fus_cat_linear.weight", "fus_cat_linear.bias"),
     1: ("fus1_w1", "fus1_w2", "fus1_bias", "fus2_w1", "fus2_w2", "fus2_bias", "fus3_w1", "fus3_w2", "fus3_bias"),

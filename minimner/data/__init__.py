@@ -2,7 +2,7 @@
 
 * :mod:`minimner.data.conll`: ``Sentence``, ``read_conll``, ``write_conll``, ``read_text``,
   ``read_released_output``, ``DataFormatError``.
-* :mod:`minimner.data.labels`: tag ids (SPEC §1.2), auxiliary span tags, IOB repair.
+* :mod:`minimner.data.labels`: tag ids (docs/data.md §2), auxiliary span tags, IOB repair.
 * :mod:`minimner.data.batching`: word -> word-piece labels (``encode_sentence``), ``Batch``,
   ``iterate_batches`` (dynamic padding, seeded shuffling).
 """

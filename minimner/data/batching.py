@@ -1,4 +1,4 @@
-"""Word-piece labels (SPEC §1.3) and dynamically padded, seeded batches (SPEC §8.2).
+"""Word-piece labels (docs/data.md §3) and dynamically padded, seeded batches (docs/differences.md §2).
 
 Per position of one encoded sentence ``[CLS] w_1 … w_n [SEP]``:
 
@@ -17,7 +17,7 @@ own longest sentence, and a sentence longer than the model's positions is an
 error raised by the tokenizer. A word with zero pieces has become ``[UNK]`` in
 :mod:`minimner.tokenization`, so every word keeps a first piece and its label.
 
-:func:`augment_input` builds a batch's semantic-augmentation input (SPEC §2.2):
+:func:`augment_input` builds a batch's semantic-augmentation input (docs/augmentation.md §2):
 the augmentation-table row of each word at its first piece, zeros elsewhere.
 
 Dimension legend: B batch, T word-piece tokens (incl. [CLS]/[SEP], padded to the
@@ -113,7 +113,7 @@ def encode_sentence(tokenizer, sentence: Sentence, label_map: Mapping[str, int] 
     sentence : Sentence
         ``tags=None`` gives an unlabelled example (for prediction).
     label_map : mapping tag -> id, optional
-        Defaults to :data:`minimner.data.labels.TAG2ID` (SPEC §1.2).
+        Defaults to :data:`minimner.data.labels.TAG2ID` (docs/data.md §2).
     index : int
         Stored in the example (its position in the data set).
 
@@ -286,7 +286,7 @@ def iterate_batches(examples: Sequence[Example], batch_size: int, shuffle: bool 
 
 
 def augment_input(batch: Batch, table):
-    """The per-position augmentation input ``a`` of a batch (SPEC §2.2), on the batch's backend.
+    """The per-position augmentation input ``a`` of a batch (docs/augmentation.md §2), on the batch's backend.
 
     ``a[b, t] = A[w]`` when piece t is the first piece of word w of sentence b, and
     ``a[b, t] = 0`` at ``[CLS]``, ``[SEP]``, later pieces and padding. A word that is

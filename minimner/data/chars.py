@@ -1,4 +1,4 @@
-"""The character vocabulary (SPEC §1.4) and a batch's char ids (SPEC §1.3) for the char-CNN variant.
+"""The character vocabulary (docs/data.md §4) and a batch's char ids (docs/data.md §3) for the char-CNN variant.
 
 Vocabulary (the original ``utils.build_vocab``)::
 
@@ -48,7 +48,7 @@ from minimner.data.conll import IMGID_PREFIX
 __all__ = ["SPECIALS", "PAD_ID", "UNK_ID", "X_ID", "CLS_ID", "SEP_ID", "MAX_WORDLEN", "char_vocab_from_words",
            "build_char_vocab", "save_char_vocab", "load_char_vocab", "word_char_ids", "char_ids"]
 
-#: The five special entries and their fixed ids (SPEC §1.4).
+#: The five special entries and their fixed ids (docs/data.md §4).
 SPECIALS = ("[PAD]", "[UNK]", "[X]", "[XC]", "[XS]")
 PAD_ID, UNK_ID, X_ID, CLS_ID, SEP_ID = range(5)      # [PAD], [UNK], [X] (later pieces), [XC] ([CLS]), [XS] ([SEP])
 #: Characters per word (the original ``max_wordlen``).
@@ -90,7 +90,7 @@ def _file_words(path: Path):
 
 
 def build_char_vocab(files) -> dict[str, int]:
-    """Build the character vocabulary of CoNLL files (SPEC §1.4; the original's ``char2index``).
+    """Build the character vocabulary of CoNLL files (docs/data.md §4; the original's ``char2index``).
 
     Parameters
     ----------
@@ -183,7 +183,7 @@ def word_char_ids(word: str, vocab: Mapping[str, int], max_wordlen: int = MAX_WO
 
 
 def char_ids(batch, vocab: Mapping[str, int], max_wordlen: int = MAX_WORDLEN):
-    """The char-CNN input of a batch, per word-piece position (SPEC §1.3; module table).
+    """The char-CNN input of a batch, per word-piece position (docs/data.md §3; module table).
 
     The words' ids are built on the host (one dictionary lookup per character, as
     batching itself works per sentence), moved in one transfer and scattered onto

@@ -1,6 +1,6 @@
 """Tag sets, tag ids, the auxiliary span tags, tag validation and IOB repair.
 
-Follows SPEC §1.2 exactly, so that ids line up with the original checkpoints::
+Follows docs/data.md §2 exactly, so that ids line up with the original checkpoints::
 
     id   tag      | id   tag      | id   tag
     0    PAD      | 5    I-PER    | 10   X

@@ -5,7 +5,7 @@ Two sources, both optional (a run without them has every image marked missing):
 * :class:`ImageFeatures` reads the folder written by ``python -m minimner features``:
   ``OUT/features.json`` (the settings) and one ``OUT/<split>/<image id>.npy`` of shape
   (R, C_img) per image (region r = w·row + col). Train-split features come from seeded
-  random crops, valid/test from the centre crop (SPEC §8.4), hence one folder per split.
+  random crops, valid/test from the centre crop (docs/differences.md §4), hence one folder per split.
 * an object-label table ``{image id: [COCO ids]}`` from :func:`minimner.vision.objects.load_objects`
   (the vision code's JSON or the original's torch dict), turned into the 5-slot id vector.
 

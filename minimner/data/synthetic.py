@@ -4,9 +4,9 @@ Real tweet images cannot be shipped, so the multimodal demo, tutorials and tests
 run on this generated set instead. It is written in exactly the on-disk layout of
 the real data, so it goes through the same readers, image pipeline and models::
 
-    OUT/train.txt, valid.txt, test.txt   CoNLL with IMGID lines (SPEC §1.1), tags O, B-/I- PER LOC ORG MISC
+    OUT/train.txt, valid.txt, test.txt   CoNLL with IMGID lines (docs/data.md §1), tags O, B-/I- PER LOC ORG MISC
     OUT/images/<id>.jpg                  Pillow-drawn JPEGs (default 320×256; absent for "no image" tweets)
-    OUT/objects.json                     {"<id>.jpg": [COCO class names in detector order]} (SPEC §1.6)
+    OUT/objects.json                     {"<id>.jpg": [COCO class names in detector order]} (docs/data.md §6)
     OUT/meta.json                        settings + version, per-image ground truth, summary
 
 Design of the ambiguity
@@ -43,7 +43,7 @@ wide, at most 5.5 high) over a cluttered, type-neutral background (muted gradien
 (:func:`minimner.vision.images.eval_transform`: shorter side resized to 256, centre
 crop 224). ``meta.json`` gives per image its bounding box in saved-image pixels
 ``[left, top, right, bottom]`` (right/bottom exclusive, Pillow's convention) and the
-7×7 grid cells it covers in that crop frame (region r = 7·row + col, SPEC §1.5): a
+7×7 grid cells it covers in that crop frame (region r = 7·row + col, docs/data.md §5): a
 cell is covered when at least half of its 32×32 area lies inside the box (the
 centre cell when no cell reaches half). Some PER scenes hold extra, smaller people.
 

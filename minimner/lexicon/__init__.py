@@ -1,4 +1,4 @@
-"""Word-vector lexicons and the semantic augmentation of SPEC §2.
+"""Word-vector lexicons and the semantic augmentation of docs/augmentation.md.
 
 * :mod:`minimner.lexicon.io`: :class:`Lexicon` and its readers (GloVe text,
   word2vec text and binary, ``.npz``) and writer.

@@ -1,11 +1,11 @@
-"""The per-dataset augmentation table (SPEC §2.1): one vector per vocabulary word, built once.
+"""The per-dataset augmentation table (docs/augmentation.md §1): one vector per vocabulary word, built once.
 
 For every word w of a data set's vocabulary:
 
 * **in the lexicon** (under the case policy, see
   :func:`minimner.lexicon.neighbours.resolve_words`): ``A[w] = Σ_i α_i v_{u_i}``
   over its k nearest lexicon neighbours u_i (cosine, w itself excluded), with
-  ``α = softmax(s_1..s_k)`` (SPEC §2.1);
+  ``α = softmax(s_1..s_k)`` (docs/augmentation.md §1);
 * **not in the lexicon** (``oov="random"``, the default): a random vector
   ``U(−√(3/E), +√(3/E))`` (the paper's √(3/200) for E = 200, i.e. variance 1/E).
   Unlike the original, which drew a fresh vector *per occurrence* and without a
@@ -26,7 +26,7 @@ The vocabulary is the sorted set of tokens of the given CoNLL files (the first
 tab field of each token line; ``IMGID:`` and blank lines skipped), read with
 :func:`minimner.data.conll.read_conll` when that module is available.
 Positions other than a word's first word piece get a zero augmentation vector
-(SPEC §2.2); that is the featuriser's job, which calls :meth:`AugmentationTable.lookup`.
+(docs/augmentation.md §2); that is the featuriser's job, which calls :meth:`AugmentationTable.lookup`.
 
 Dimension legend: N vocabulary words, E vector size, k neighbours, V lexicon words.
 """
@@ -67,7 +67,7 @@ class AugmentConfig:
     ``mode`` to :func:`minimner.nn.augment.make_augment_fusion`.
     """
 
-    mode: str = "add"             # fusion (SPEC §2.3): add (default) | gate | embed | none
+    mode: str = "add"             # fusion (docs/augmentation.md §3): add (default) | gate | embed | none
     lexicon: str | None = None    # lexicon file; None = the converted GloVe 6B 50-d in MINIMNER_HOME
     k: int = 4                    # neighbours per word (the paper: 4)
     case: str = "auto"            # auto (word, then lower-case) | exact (the paper) | lower
@@ -319,7 +319,7 @@ def _check_vocab(words: Sequence[str]) -> list[str]:
 def build_table(words: Sequence[str], lexicon: Lexicon, k: int = 4, case: str = "auto", oov: str = "random",
                 seed: int = 0, backend_name: str | None = None, progress: bool = False,
                 chunk_bytes: int | None = None) -> AugmentationTable:
-    """Build the augmentation table of a vocabulary (SPEC §2.1, minimner's OOV rule).
+    """Build the augmentation table of a vocabulary (docs/augmentation.md §1, minimner's OOV rule).
 
     Each distinct lexicon row is searched once, even when several vocabulary words
     map to it (``Paris``, ``PARIS`` and ``paris`` under ``case="auto"``).
@@ -448,7 +448,7 @@ def add_augment_arguments(parser: argparse.ArgumentParser, default_mode: str = "
 
     if default_mode not in AUG_MODES:
         raise ValueError(f"unknown augmentation mode {default_mode!r}; expected one of {', '.join(AUG_MODES)}")
-    g = parser.add_argument_group("semantic augmentation (SPEC §2)")
+    g = parser.add_argument_group("semantic augmentation (docs/augmentation.md)")
     g.add_argument("--aug", choices=AUG_MODES, default=default_mode,
                    help=f"fusion of the augmentation vectors: add after BERT (the paper's), gate after BERT, "
                         f"embed (inside the BERT embeddings, before LayerNorm) or none (default: "

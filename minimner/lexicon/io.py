@@ -2,7 +2,7 @@
 
 A lexicon is a list of V distinct words and a float32 matrix of their vectors,
 ``vectors[i]`` being the vector of ``words[i]``. The semantic augmentation of
-SPEC §2 looks up neighbours in one (the paper used a 200-d word2vec model of
+docs/augmentation.md looks up neighbours in one (the paper used a 200-d word2vec model of
 tweets; minimner's offline default is GloVe 6B 50-d).
 
 Formats read (all streamed line by line / record by record with a tqdm progress

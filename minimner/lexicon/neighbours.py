@@ -1,4 +1,4 @@
-"""Exact top-k cosine neighbours in a lexicon, their softmax weights and weighted sums (SPEC §2.1).
+"""Exact top-k cosine neighbours in a lexicon, their softmax weights and weighted sums (docs/augmentation.md §1).
 
 For a lexicon word w with vector v_w, and the L2-normalised table û_j = v_j / ‖v_j‖:
 
@@ -7,7 +7,7 @@ For a lexicon word w with vector v_w, and the L2-normalised table û_j = v_j / �
     α     = softmax(s_{u_1}, …, s_{u_k})    max-subtracted, temperature 1
     A[w]  = Σ_i α_i v_{u_i}                 the weighted sum of the *raw* vectors
 
-which is what the original computed with gensim's ``most_similar`` (SPEC §2.1).
+which is what the original computed with gensim's ``most_similar`` (docs/augmentation.md §1).
 
 **Search.** Exact (no approximate index). Queries are processed in chunks of Qc
 rows so that the similarity block ``S = Û[q] Ûᵀ`` (Qc, V) stays under a memory
@@ -157,7 +157,7 @@ def topk_cosine(unit, query_ids, k: int, exclude_self: bool = True, chunk_bytes:
     unit : array (V, E) float32, the L2-normalised table (:func:`normalise_rows`), on the backend
     query_ids : array (Q,) int, lexicon rows to query (same backend as ``unit``)
     k : int, neighbours per query; ``k ≤ V − 1`` when ``exclude_self``
-    exclude_self : bool, leave each query's own row out (SPEC §2.1)
+    exclude_self : bool, leave each query's own row out (docs/augmentation.md §1)
     chunk_bytes : int, memory budget of one (Qc, V) similarity block
     block : int, columns per block in the two-stage selection (see module docstring)
     progress : bool, tqdm bar over the chunks
@@ -223,7 +223,7 @@ def topk_cosine(unit, query_ids, k: int, exclude_self: bool = True, chunk_bytes:
 
 
 def softmax_weights(sims):
-    """``α = softmax(sims)`` over the last axis, max-subtracted (SPEC §2.1: temperature 1).
+    """``α = softmax(sims)`` over the last axis, max-subtracted (docs/augmentation.md §1: temperature 1).
 
     Parameters
     ----------

@@ -1,6 +1,6 @@
 """BERT (Devlin et al. 2019) composed from minimner layers, with a hand-written backward pass.
 
-SPEC §4.6 (bert-base-cased as used by MSCMT); the names of every parameter are
+docs/modules.md §6 (bert-base-cased as used by MSCMT); the names of every parameter are
 those of ``transformers.BertModel``, so a Hugging Face checkpoint loads by name::
 
     E   = word_emb[ids] + pos_emb[0..T-1] + type_emb[token_type_ids]      embeddings.*
@@ -17,7 +17,7 @@ position gradients are summed over the batch first). The pooler sits outside the
 main path: :meth:`BertModel.pooled` / :meth:`BertModel.pool_backward` are a
 separate pair whose gradient the caller adds to ``d_last_hidden``.
 
-**Semantic augmentation inside the embeddings** (SPEC §2.3, mode ``embed``,
+**Semantic augmentation inside the embeddings** (docs/augmentation.md §3, mode ``embed``,
 original flag ``aug_before = 0``): :meth:`BertEmbeddings.attach_augment` adds the
 sub-module ``aug_linear`` (an :class:`~minimner.nn.augment.EmbeddingAugment`,
 E → C), whose term ``a W_eaᵀ + b_ea`` joins the embedding sum before LayerNorm.
@@ -26,7 +26,7 @@ E → C), whose term ``a W_eaᵀ + b_ea`` joins the embedding sum before LayerNo
 (every Hugging Face checkpoint) nothing changes: no extra parameters, ``aug`` must
 be None and backward returns None.
 
-**The char-CNN inside the embeddings** (SPEC §4.8, original flag ``use_char_cnn = 0``):
+**The char-CNN inside the embeddings** (docs/modules.md §8, original flag ``use_char_cnn = 0``):
 :meth:`BertEmbeddings.attach_char_cnn` adds ``char_cnn_model`` (a
 :class:`~minimner.nn.charcnn.CharCNN`, (B, T, Lw) char ids → (B, T, C)) and
 ``char_cnn_linear`` (Linear 2C → C). The word + position + type sum is then
@@ -71,13 +71,13 @@ class BertConfig:
     num_hidden_layers: int = 12              # L: 12 bert-base, 6 MiniLM-L6
     num_attention_heads: int = 12            # H: 12 (D = C/H = 64 bert-base, 32 MiniLM)
     intermediate_size: int = 3072            # F: 4·C
-    hidden_act: str = "gelu"                 # exact erf GELU (SPEC §4.2); nothing else is supported
+    hidden_act: str = "gelu"                 # exact erf GELU (docs/modules.md §2); nothing else is supported
     hidden_dropout_prob: float = 0.1         # embeddings, attention output, FFN output
     attention_probs_dropout_prob: float = 0.1  # attention probabilities
     max_position_embeddings: int = 512      # P
     type_vocab_size: int = 2                 # segment ids 0/1
     initializer_range: float = 0.02          # std of the normal init
-    layer_norm_eps: float = 1e-12            # inside the sqrt (SPEC §4.1)
+    layer_norm_eps: float = 1e-12            # inside the sqrt (docs/modules.md §1)
     pad_token_id: int = 0                    # word_embeddings padding_idx
     position_embedding_type: str = "absolute"  # only absolute positions are supported
 
@@ -155,9 +155,9 @@ class BertEmbeddings(Module):
     Sub-modules (``transformers`` names): ``word_embeddings`` (V, C) with
     ``padding_idx = pad_token_id``, ``position_embeddings`` (P, C),
     ``token_type_embeddings`` (2, C), ``LayerNorm``, ``dropout``; and, only after
-    :meth:`attach_augment` (SPEC §2.3 mode ``embed``), ``aug_linear`` (C, E) + (C,),
+    :meth:`attach_augment` (docs/augmentation.md §3 mode ``embed``), ``aug_linear`` (C, E) + (C,),
     whose keys are the original ``bert.embeddings.aug_linear.weight`` / ``.bias``;
-    only after :meth:`attach_char_cnn` (SPEC §4.8), ``char_cnn_model`` (the original's
+    only after :meth:`attach_char_cnn` (docs/modules.md §8), ``char_cnn_model`` (the original's
     ``bert.embeddings.char_cnn_model.*`` keys), ``char_cnn_linear`` (C, 2C) + (C,)
     and ``char_dropout`` (no parameters; the original reuses ``dropout``, but one
     module holds one pending cache, so the second use gets its own module).
@@ -171,8 +171,8 @@ class BertEmbeddings(Module):
         self.token_type_embeddings = Embedding(config.type_vocab_size, C, rng=rng)
         self.LayerNorm = LayerNorm(C, eps=config.layer_norm_eps)
         self.dropout = Dropout(config.hidden_dropout_prob, rng=rng)
-        self.aug_linear = None                                     # the SPEC §2.3 'embed' hook, off by default
-        self.char_cnn_model = self.char_cnn_linear = self.char_dropout = None  # the SPEC §4.8 hook, off
+        self.aug_linear = None                                     # docs/augmentation.md §3 'embed' hook, off
+        self.char_cnn_model = self.char_cnn_linear = self.char_dropout = None  # the docs/modules.md §8 hook, off
         self._initializer_range = float(config.initializer_range)  # the std the hooks' N(0, σ) init uses
 
     def attach_augment(self, aug_dim: int, rng=None) -> None:
@@ -201,7 +201,7 @@ class BertEmbeddings(Module):
     def attach_char_cnn(self, char_vocab_size: int, char_dim: int = 128, max_wordlen: int = 12, rng=None) -> None:
         """Add the char-CNN branch: ``char_cnn_model``, ``char_cnn_linear`` (2C → C) and ``char_dropout``.
 
-        Init as the original (SPEC §6.1): BERT's N(0, initializer_range) for the
+        Init as the original (docs/training.md §1): BERT's N(0, initializer_range) for the
         char embedding (row 0 included), both MLP layers and ``char_cnn_linear``,
         zero biases; the convolutions keep PyTorch's default. Like
         :meth:`attach_augment`, call it after loading pretrained weights, or before
@@ -275,7 +275,7 @@ class BertEmbeddings(Module):
         e = self.word_embeddings(input_ids)                        # (B, T) -> (B, T, C)
         e = e + self.position_embeddings(positions)                # (B, T, C) + (T, C) -> (B, T, C)
         e = e + self.token_type_embeddings(token_type_ids)         # (B, T, C) + (B, T, C) -> (B, T, C)
-        if self.char_cnn_model is not None:                        # SPEC §4.8: before the aug term
+        if self.char_cnn_model is not None:                        # docs/modules.md §8: before the aug term
             char = self.char_cnn_model(char_ids)                   # (B, T, Lw) -> (B, T, C)
             e = xp.concatenate([e, char], axis=-1)                 # [E; char]: (B, T, 2C)
             e = self.char_cnn_linear(self.char_dropout(e))         # (B, T, 2C) @ (2C, C) -> (B, T, C)
@@ -449,9 +449,9 @@ class BertModel(Module):
         input_ids : (B, T) int array of word-piece ids
         attention_mask : (B, T) int/bool array, 1 = real piece, 0 = padding (default all 1)
         token_type_ids : (B, T) int array of segment ids (default all 0)
-        aug : (B, T, E) float array or None, the per-position augmentation input (SPEC §2.2);
+        aug : (B, T, E) float array or None, the per-position augmentation input (docs/augmentation.md §2);
             required when the embeddings hold ``aug_linear`` (mode ``embed``), refused otherwise
-        char_ids : (B, T, Lw) int array or None, the per-position character ids (SPEC §1.3,
+        char_ids : (B, T, Lw) int array or None, the per-position character ids (docs/data.md §3,
             :func:`minimner.data.chars.char_ids`); required when the embeddings hold
             ``char_cnn_model``, refused otherwise
 

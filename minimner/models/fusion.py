@@ -1,7 +1,7 @@
-"""The nine fusion variants of MSCMT (SPEC §3.6, the original's ``ffusion_method`` 0–8).
+"""The nine fusion variants of MSCMT (docs/model.md §6, the original's ``ffusion_method`` 0–8).
 
 Each variant turns the four text-length outputs of the cross-modal encoders
-(SPEC §3.2 steps 5–8), all (B, T, H),
+(docs/model.md §2 steps 5–8), all (B, T, H),
 
     U_img     txt2img_attention       text attends to the image grid           (argument ``u_img``)
     U_imgtxt  txt2txt_attention       text attends to text-aware regions       (``u_imgtxt``)
@@ -48,8 +48,8 @@ Interface of every variant (built by :func:`make_fusion`):
   φ (B, T, 1); 6/7/8 ``gate`` (B, T, H); 0 and 4 none.
 * ``backward(dfv) -> (du_img, du_imgtxt, du_obj, du_objtxt)``, None for every path not in
   ``uses`` (the model skips that branch's backward, like torch's None gradient).
-* Parameters carry the original names (SPEC §5.2), so ``named_parameters()`` lists
-  exactly the original keys the variant uses. Init (SPEC §6.1): free-standing tensors
+* Parameters carry the original names (docs/parameters.md §3), so ``named_parameters()`` lists
+  exactly the original keys the variant uses. Init (docs/training.md §1): free-standing tensors
   U(±1/√H) (``reset_parameters``); ``Linear`` modules PyTorch's default U(±1/√fan_in).
   One generator draws the init and every dropout mask.
 
@@ -280,7 +280,7 @@ class GateOfGatesFusion(_TwoGranularities):
 
 
 class GateConcatFusion(_TwoGranularities):
-    """Method 2 (the default): ``Fv = ReLU(fus3_linear(drop.5([F1; F2])))`` (SPEC §3.2 step 10).
+    """Method 2 (the default): ``Fv = ReLU(fus3_linear(drop.5([F1; F2])))`` (docs/model.md §2 step 10).
 
     Parameters held: ``fus1_w1, fus1_w2, fus1_bias, fus2_w1, fus2_w2, fus2_bias``,
     ``fus3_linear.weight`` (H, 2H), ``fus3_linear.bias`` (H,). Dropout ``fus_dropout`` (0.5).
@@ -355,7 +355,7 @@ class PathAttentionFusion(_Fusion):
 class LinearSumFusion(_Fusion):
     """Method 4: ``Fv = ReLU(add_linear(drop.5(U_objtxt W_seq + U_img W_ali + U_imgtxt W_ati + U_obj W_obj + b)))``.
 
-    The four (H, H) matrices act as ``x W`` (untransposed, SPEC §0), unlike every other matrix here.
+    The four (H, H) matrices act as ``x W`` (untransposed, docs/parameters.md §1), unlike every other matrix here.
 
     Parameters held: ``seq_w, ali_w, ati_w, obj_w`` (H, H), ``add_bias`` (H,),
     ``add_linear.weight`` (H, H) / ``.bias`` (H,). Dropout ``fus_dropout`` (0.5).

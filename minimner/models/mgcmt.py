@@ -1,8 +1,8 @@
 """MGCMT (the paper's MSCMT): multi-granularity cross-modal NER, forward and hand-written backward.
 
 Liu et al., "Multi-Granularity Cross-Modality Representation Learning for Named
-Entity Recognition on Social Media" (arXiv 2210.14163). The forward pass is SPEC
-§3.2 step by step, equal to the authors' ``MSCMT`` module::
+Entity Recognition on Social Media" (arXiv 2210.14163). The forward pass is docs/model.md
+§2 step by step, equal to the authors' ``MSCMT`` module::
 
      1  S⁰ = BERT(ids, mask [, a in the embeddings] [, char-CNN])            (B, T, C)
      2  S  = drop_0.1(augment(S⁰, a))                    add: S⁰ + a W_maᵀ + b_ma (default)
@@ -20,22 +20,22 @@ Entity Recognition on Social Media" (arXiv 2210.14163). The forward pass is SPEC
     11  Z  = [M; Fv] fusion_w + fusion_bias             (``merge='bert'``: [S; Fv]); fusion_w used as x W
     12  e  = Z W_clsᵀ + b_cls                           (B, T, K); aux_mix: e ← ½ e + ½ e_aux trans
     13  loss = −mean_b log p_crf(y | e) − ½ mean_b log p_aux_crf(y_aux | e_aux)
-    14  decode: Viterbi of the main CRF (constrained by default, SPEC §8.3)
+    14  decode: Viterbi of the main CRF (constrained by default, docs/differences.md §3)
 
-Masks are the finite additive ``(1 − mask)·(−10000)`` of SPEC §4.5 on the key
+Masks are the finite additive ``(1 − mask)·(−10000)`` of docs/modules.md §5 on the key
 side only. ``m_obj`` is ``objects != 0``; an image without objects attends over
-copies of the learned row-0 "no object" vector (SPEC §3.2 step 9).
+copies of the learned row-0 "no object" vector (docs/model.md §2 step 9).
 
-**Missing images** (SPEC §8.4; the original substituted another tweet's
+**Missing images** (docs/differences.md §4; the original substituted another tweet's
 picture): a tweet without an image, or with an unreadable one, has every
 region masked (``region_mask`` 0) *and* its region features zeroed, so it sees
 a learned "no image" vector (``vismap2text``'s bias through the encoders), the
 image analogue of the null object. ``image=None`` is exactly an image whose
 every region is masked, whatever its pixels. The original's image mask is
-always all ones (SPEC §7.5), so with images present the two agree.
+always all ones (docs/original-quirks.md §5), so with images present the two agree.
 
 **Flags.** minimner's plain names (:class:`MGCMTConfig`) and the original's
-``config.py`` globals, whose meanings are often inverted (SPEC §7.1):
+``config.py`` globals, whose meanings are often inverted (docs/original-quirks.md §1):
 
 ================  ==============================  ====================  ==================
 minimner field    values (default first)          original flag         original value
@@ -55,13 +55,13 @@ minimner field    values (default first)          original flag         original
 ``char_cnn``      False / True                    use_char_cnn          1 / 0
 ================  ==============================  ====================  ==================
 
-**Names.** The state-dict keys are the original's (SPEC §5) except the post-BERT
+**Names.** The state-dict keys are the original's (docs/parameters.md §1) except the post-BERT
 augmentation under ``augment.`` and the fusion variant under ``fusion.``; see
 :mod:`minimner.convert.mscmt_keys`. :meth:`MGCMT.from_original` /
 :meth:`MGCMT.to_original` convert, keeping the tensors no configuration uses
 aside (``original_unused``) so the round trip writes them back unchanged.
 
-**Attention and gates** of the last forward are kept for plotting (SPEC §8.5):
+**Attention and gates** of the last forward are kept for plotting (docs/differences.md §5):
 ``model.attention[name]`` is the last layer's (B, h, Lq, Lk) probabilities of
 ``self_aux``, ``self_main``, ``img2img``, ``txt2img``, ``img2img_v2``, ``img2txt``,
 ``txt2txt``, ``obj2obj``, ``txt2obj``, ``obj2obj_v2``, ``obj2txt``, ``txt2obj_v2``
@@ -101,7 +101,7 @@ MERGE_MODES = ("main", "bert")
 
 
 def trans_matrix(dtype=np.float32, xp=None):
-    """The auxiliary → main tag map of SPEC §3.4, (Ka, K) = (7, 13).
+    """The auxiliary → main tag map of docs/model.md §4, (Ka, K) = (7, 13).
 
     Row = aux tag, column = main tag: PAD→PAD, O→O, B→{B-MISC, B-PER, B-ORG, B-LOC} ¼ each,
     I→the four I-* ¼ each, X→X, [CLS]→[CLS], [SEP]→[SEP]. Used only with ``aux_mix``.
@@ -163,13 +163,13 @@ class MGCMTConfig:
         if len(self.layer_nums) != 3 or min(self.layer_nums) < 1:
             raise ValueError(f"MGCMTConfig.layer_nums must be three positive integers, got {self.layer_nums!r}")
 
-    # -- the original's flags (SPEC §3.1, §7.1) --------------------------------------------------
+    # -- the original's flags (docs/model.md §1, docs/original-quirks.md §1) -------------------------
     _FLAGS = ("use_char_cnn", "aug_before", "aug_gate", "ffusion_method", "main_cat", "alpha_seg", "seg_task")
 
     @classmethod
     def from_original_flags(cls, use_char_cnn=1, aug_before=1, aug_gate=1, ffusion_method=2, main_cat=0,
                             alpha_seg=1, seg_task=0, **sizes) -> "MGCMTConfig":
-        """Translate the original ``config.py`` flags (defaults = the original's defaults, SPEC §3.1).
+        """Translate the original ``config.py`` flags (defaults = the original's defaults, docs/model.md §1).
 
         ``use_char_cnn = 0`` turns the char-CNN on; ``aug_before`` 0 / 1 / other = in the
         embeddings / after BERT / none, and after BERT ``aug_gate`` 1 / 0 = add / gate;
@@ -247,7 +247,7 @@ class MGCMT(Module):
     config : MGCMTConfig (default: the paper's flags).
     rng : generator shared by the initialisation and every dropout mask.
 
-    Init follows SPEC §6.1 (only the distributions, not the original's random stream):
+    Init follows docs/training.md §1 (only the distributions, not the original's random stream):
     N(0, 0.02) for the modules the original builds before ``apply(init_bert_weights)``
     (object_embeddings, self_attention(_v2), vismap2text(_v2), txt2img / img2txt / txt2txt,
     classifier, aux_classifier), PyTorch defaults for those built after, U(±1/√C) for the
@@ -401,7 +401,7 @@ class MGCMT(Module):
         ----------
         input_ids : (B, T) int word-piece ids ([CLS] … [SEP], padding).
         input_mask : (B, T) 0/1 or bool prefix mask (1 on [CLS], pieces, [SEP]).
-        aug : (B, T, E) float augmentation input (SPEC §2.2), or None with ``aug='none'``.
+        aug : (B, T, E) float augmentation input (docs/augmentation.md §2), or None with ``aug='none'``.
         image : (B, C_img, h, w) float region features (7×7 at 224), or None when no tweet of
             the batch has an image.
         objects : (B, O) int object ids (0 = empty slot), or None for no objects.
@@ -428,7 +428,7 @@ class MGCMT(Module):
         """:meth:`emissions` plus the normalised (B, T) bool mask (what the CRFs read).
 
         ``need_aux=False`` (decoding) skips the auxiliary text branch when nothing reads it (no
-        ``aux_mix``): the original computes it and throws it away at inference (SPEC §3.2 step 14);
+        ``aux_mix``): the original computes it and throws it away at inference (docs/model.md §2 step 14);
         ``e_aux`` is then None.
         """
         cfg = self.config
@@ -577,7 +577,7 @@ class MGCMT(Module):
     # ------------------------------------------------------------------ loss and decoding
     def loss(self, input_ids, input_mask, aug, image, objects, trans_matrix=None, char_ids=None, region_mask=None,
              *, labels, aux_labels=None):
-        """The original's training loss ``−mean_b log p(y|e) − ½ mean_b log p(y_aux|e_aux)`` (SPEC §3.2 step 13).
+        """The original's training loss ``−mean_b log p(y|e) − ½ mean_b log p(y_aux|e_aux)`` (docs/model.md §2 step 13).
 
         Parameters as :meth:`emissions`, plus ``labels`` (B, T) main-tag ids and ``aux_labels``
         (B, T) span-tag ids (required when ``aux_loss``). Both CRFs use ``input_mask``, so they
@@ -623,7 +623,7 @@ class MGCMT(Module):
         ``constrained=False`` is plain Viterbi, as the original. ``constrained=True`` applies
         :func:`minimner.constraints.paper_constraints`: valid BIO (X transparent), [CLS]
         first and [SEP] last, never PAD, and — with ``word_mask`` (B, T) bool, True at each
-        word's first piece — no X/[CLS]/[SEP] on a word position (SPEC §8.3).
+        word's first piece — no X/[CLS]/[SEP] on a word position (docs/differences.md §3).
         """
         from minimner.constraints import paper_constraints
         from minimner.nn.module import no_grad
@@ -681,7 +681,7 @@ class MGCMT(Module):
     def predict_words(self, batch, constrained: bool = True, source=None) -> list[list[str]]:
         """Word-level predicted tags of a Batch (one list per sentence, one tag per word).
 
-        Constrained decoding (default) keeps word positions on O/B-*/I-* (SPEC §8.3). Runs
+        Constrained decoding (default) keeps word positions on O/B-*/I-* (docs/differences.md §3). Runs
         without caches (:func:`minimner.nn.module.no_grad`), like :meth:`decode`.
         """
         from minimner.models.text_crf import piece_word_mask
@@ -708,7 +708,7 @@ class MGCMT(Module):
             gmf_hidden=bc.hidden_size if cfg.fusion == "gmf_filtration" else 768)
 
     def used_original_keys(self) -> list[str]:
-        """The original keys this configuration reads (SPEC §5.3), in file order."""
+        """The original keys this configuration reads (docs/parameters.md §4), in file order."""
         cfg = self.config
         return keys.used_keys(self.original_layout(), aug=cfg.aug, fusion_method=fusion_method(cfg.fusion),
                               char_cnn=cfg.char_cnn, aux_loss=cfg.aux_loss)
@@ -719,7 +719,7 @@ class MGCMT(Module):
 
         Parameters
         ----------
-        state_dict : mapping original key → array (float; SPEC §5), e.g. ``torch.load(...,
+        state_dict : mapping original key → array (float; docs/parameters.md §1), e.g. ``torch.load(...,
             weights_only=True)`` converted to NumPy. Every key must belong to the original
             layout; every key the flags use must be present with the right shape and finite
             values. Keys the flags do not use are kept aside (``original_unused``), even
@@ -729,7 +729,7 @@ class MGCMT(Module):
             ``layer_norm_eps`` (1e-12) and the dropouts come from it.
         rng : generator for the dropout masks.
         **original_flags : ``use_char_cnn, aug_before, aug_gate, ffusion_method, main_cat,
-            alpha_seg, seg_task`` with the original's values; defaults are the original's (SPEC §3.1).
+            alpha_seg, seg_task`` with the original's values; defaults are the original's (docs/model.md §1).
 
         Returns
         -------

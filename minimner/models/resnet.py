@@ -14,7 +14,7 @@ its 3×3 convolution, not on the first 1×1)::
 
 The final feature map is ``(B, C, Hi/32, Wi/32)``, C = 512 (18/34) or 2048 (50+), so
 ``(B, 2048, 7, 7)`` for 224×224. :meth:`ResNet.regions` turns it into the
-``(B, R, C)`` grid MSCMT attends over (region r = 7·row + col, SPEC §1.5) and
+``(B, R, C)`` grid MSCMT attends over (region r = 7·row + col, docs/data.md §5) and
 :meth:`ResNet.pool` gives the pooled ``(B, C)`` vector (global average).
 
 State-dict names are torchvision's (``conv1.weight``, ``layer3.35.bn2.running_var``,

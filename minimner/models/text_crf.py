@@ -1,12 +1,12 @@
 """The text-only BERT-CRF tagger: the paper's main baseline and the yardstick for
-every multimodal gain, optionally with the semantic augmentation of SPEC §2.
+every multimodal gain, optionally with the semantic augmentation of docs/augmentation.md.
 
     S⁰ = BERT(input_ids, mask [, a])          (B, T, C)   (a enters the embeddings in mode embed)
-    S  = fusion(S⁰, a)                        (B, T, C)   add: S⁰ + a W_maᵀ + b_ma; gate: SPEC §2.3; else S⁰
+    S  = fusion(S⁰, a)                        (B, T, C)   add: S⁰ + a W_maᵀ + b_ma; gate, embed: see below
     E  = drop_0.1(S) W_clsᵀ + b_cls           (B, T, K)   emissions
-    loss = mean_b −log p_CRF(y_b | E_b)       (SPEC §6.4)
+    loss = mean_b −log p_CRF(y_b | E_b)       (docs/training.md §4)
 
-Augmentation (``aug_mode``, SPEC §2.3; see :mod:`minimner.nn.augment`):
+Augmentation (``aug_mode``, docs/augmentation.md §3; see :mod:`minimner.nn.augment`):
 
 * ``none`` (default): the plain BERT-CRF; no augmentation parameters at all, so
   its state dict is exactly the baseline's;
@@ -15,15 +15,15 @@ Augmentation (``aug_mode``, SPEC §2.3; see :mod:`minimner.nn.augment`):
 * ``embed``: the hook ``bert.embeddings.aug_linear`` adds ``a W_eaᵀ + b_ea`` to the
   embedding sum before LayerNorm; no post-BERT fusion.
 
-``a`` (B, T, E) is the per-position augmentation input (SPEC §2.2): the table row
+``a`` (B, T, E) is the per-position augmentation input (docs/augmentation.md §2): the table row
 of each word at its first piece, zeros elsewhere. The tagger builds it from its
 ``aug_table`` (:func:`minimner.data.batching.augment_input`) unless the caller
 passes it explicitly (gradient checks do). The table is a constant: the model
 computes ``dL/da`` (backward returns it) but nothing updates it.
 
-Labels follow the paper's convention (SPEC §1.2–1.3): the first word piece of a
+Labels follow the paper's convention (docs/data.md §2–3): the first word piece of a
 word carries its tag, later pieces ``X``, plus ``[CLS]``/``[SEP]``. Decoding is a
-constrained Viterbi by default (SPEC §8.3): word positions may only take O/B-*/I-*,
+constrained Viterbi by default (docs/differences.md §3): word positions may only take O/B-*/I-*,
 so no word is ever predicted as ``X``/``[CLS]``/``[SEP]``/pad.
 
 Dimension legend: B batch, T word-piece tokens, C hidden, K tags (13), W words,

@@ -1,7 +1,7 @@
 """Transformer layers with BERT's module tree: self-attention, cross-attention, encoders.
 
 Module and parameter names are exactly those of ``transformers.BertLayer`` and of
-MSCMT's ``BertCrossAttentionLayer`` (SPEC §5.1), so BERT and MSCMT state dicts
+MSCMT's ``BertCrossAttentionLayer`` (docs/parameters.md §2), so BERT and MSCMT state dicts
 load by name::
 
     attention.self.{query,key,value}.{weight,bias}
@@ -11,7 +11,7 @@ load by name::
 
 and an encoder prefixes them with ``layer.<i>.``.
 
-One layer (SPEC §4.3; cross-attention §4.4 takes keys/values from ``Y`` instead of ``X``)::
+One layer (docs/modules.md §3; the cross-attention of §4 takes keys/values from ``Y`` instead of ``X``)::
 
     Ctx = MultiHead(Q = X W_qᵀ + b_q,  K = Y W_kᵀ + b_k,  V = Y W_vᵀ + b_v; key mask of Y)
     Y1  = LN_1( drop(Ctx W_oᵀ + b_o) + X )                   residual with the *query* stream
@@ -26,7 +26,7 @@ Padded *query* rows still produce outputs (later code ignores them).
 Init (``initializer_range=0.02``, BERT's ``init_bert_weights``): every Linear
 weight ~ N(0, 0.02), biases 0, LayerNorm 1/0. ``initializer_range=None`` keeps
 PyTorch's default Linear init U(±1/√fan_in), which several MSCMT encoders use
-(SPEC §6.1 step 4). One generator ``rng`` draws the init and every dropout mask.
+(docs/training.md §1 step 4). One generator ``rng`` draws the init and every dropout mask.
 
 Dimension legend: B batch, Lq query length, Lk key/value length (T word pieces,
 R image regions or O object slots), C hidden, F feed-forward size, H heads,
@@ -253,7 +253,7 @@ class _TransformerLayer(Module):
 
 
 class BertLayer(_TransformerLayer):
-    """One BERT transformer layer (SPEC §4.3).
+    """One BERT transformer layer (docs/modules.md §3).
 
     Parameters
     ----------
@@ -275,7 +275,7 @@ class BertLayer(_TransformerLayer):
 
 
 class BertCrossAttentionLayer(_TransformerLayer):
-    """A cross-attention layer (SPEC §4.4): queries from ``x``, keys/values from ``y``.
+    """A cross-attention layer (docs/modules.md §4): queries from ``x``, keys/values from ``y``.
 
     Same parameters and names as :class:`BertLayer`; ``query`` acts on ``x`` and
     ``key``/``value`` on ``y``. The first residual adds ``x``.
@@ -333,7 +333,7 @@ class BertEncoder(_LayerStack):
 
 
 class BertSelfEncoder(BertEncoder):
-    """MSCMT's ``BertSelfEncoder`` (SPEC §4.3): a :class:`BertEncoder`, one layer by default.
+    """MSCMT's ``BertSelfEncoder`` (docs/modules.md §3): a :class:`BertEncoder`, one layer by default.
 
     The original returns the list of every layer's output and uses the last;
     here ``forward`` returns the last output and the per-layer probabilities.
@@ -341,7 +341,7 @@ class BertSelfEncoder(BertEncoder):
 
 
 class BertCrossEncoder(_LayerStack):
-    """MSCMT's ``BertCrossEncoder``: :class:`BertCrossAttentionLayer` s under ``layer.<i>`` (SPEC §4.4).
+    """MSCMT's ``BertCrossEncoder``: :class:`BertCrossAttentionLayer` s under ``layer.<i>`` (docs/modules.md §4).
 
     The query stream is updated layer by layer while the key/value stream ``y``
     stays fixed: ``x_{l+1} = CrossL_l(x_l ← y; y_mask)``. Constructor arguments as

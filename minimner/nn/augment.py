@@ -1,4 +1,4 @@
-"""Modules for the semantic-augmentation fusion variants of SPEC §2.3.
+"""Modules for the semantic-augmentation fusion variants of docs/augmentation.md §3.
 
 ==========  ===========================  ========================  ===============================
 mode        original flags               where                     parameters (original names)
@@ -12,7 +12,7 @@ mode        original flags               where                     parameters (o
 
 The post-BERT modules (:class:`AugmentAdd`, :class:`AugmentGate`,
 :class:`AugmentNone`) take ``forward(s0, aug) -> S`` and ``backward(dS) -> (dS⁰,
-daug)``. The model applies ``drop_0.1`` to S afterwards (SPEC §2.3). Their
+daug)``. The model applies ``drop_0.1`` to S afterwards (docs/augmentation.md §3). Their
 parameter leaves carry the original names: a model that holds the fusion as
 ``self.augment`` exposes ``augment.maug_linear.weight`` and ``augment.aug_w1``,
 and a converter maps the original top-level keys with a one-line rename
@@ -59,7 +59,7 @@ AUG_MODES = ("add", "gate", "embed", "none")
 
 
 def mode_from_flags(aug_before: int, aug_gate: int = 1) -> str:
-    """The mode for the original ``config.py`` flags (SPEC §2.3 table; note their inverted meaning).
+    """The mode for the original ``config.py`` flags (docs/augmentation.md §3; note their inverted meaning).
 
     ``aug_before = 0`` → ``embed``; ``aug_before = 1`` → ``add`` if ``aug_gate = 1``
     else ``gate``; any other ``aug_before`` → ``none``.
@@ -85,7 +85,7 @@ def _uniform(rng, bound, shape):
 
 
 class AugmentAdd(Module):
-    """``S = S⁰ + maug_linear(aug)`` (SPEC §2.3 default).
+    """``S = S⁰ + maug_linear(aug)`` (docs/augmentation.md §3 default).
 
     Parameters
     ----------
@@ -180,7 +180,7 @@ class EmbeddingAugment(Linear):
     """``bert.embeddings.aug_linear``: returns the term ``a W_eaᵀ + b_ea`` added before LayerNorm.
 
     A :class:`~minimner.nn.layers.Linear` (E -> C) with BERT's init (weight
-    N(0, 0.02), bias 0; SPEC §6.1). See the module docstring for the hook in
+    N(0, 0.02), bias 0; docs/training.md §1). See the module docstring for the hook in
     BERT's embeddings.
 
     Parameters held: ``weight`` (C, E), ``bias`` (C,), float32.

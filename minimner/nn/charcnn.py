@@ -1,4 +1,4 @@
-"""The character CNN of MSCMT's char variant (SPEC §4.8; the original ``utils.char_cnn``).
+"""The character CNN of MSCMT's char variant (docs/modules.md §8; the original ``utils.char_cnn``).
 
 Dimension legend: B batch, T word-piece tokens, Lw characters per word
 (``max_wordlen``, 12), N = B·T words, D char embedding size (128), F filters per
@@ -128,11 +128,11 @@ def _wordlen_fits(max_wordlen: int, kernels) -> bool:
 
 
 class CharCNN(Module):
-    """``(B, T, Lw)`` char ids -> ``(B, T, C)`` word vectors (SPEC §4.8).
+    """``(B, T, Lw)`` char ids -> ``(B, T, C)`` word vectors (docs/modules.md §8).
 
     Parameters
     ----------
-    char_vocab_size : int, Vc (5 specials + the data's characters, SPEC §1.4)
+    char_vocab_size : int, Vc (5 specials + the data's characters, docs/data.md §4)
     hidden_size : int, C (the output size: BERT's hidden size)
     char_dim : int, D (the original's ``char_input_dim`` = 128)
     max_wordlen : int, Lw (12); every input must have exactly this many characters per word
@@ -143,7 +143,7 @@ class CharCNN(Module):
     initializer_range : float, the std of BERT's normal init (0.02)
     rng : Generator for the init and the dropout masks (default: a fresh unseeded one)
 
-    Init (SPEC §6.1): ``char_emb`` N(0, initializer_range) *including* the padding
+    Init (docs/training.md §1): ``char_emb`` N(0, initializer_range) *including* the padding
     row 0 (BERT's init overwrites it; padding_idx 0 still keeps its gradient at
     zero); convs PyTorch's default U(±1/√(D·k)); ``linear.0`` / ``linear.3`` weights
     N(0, initializer_range), biases 0.

@@ -7,7 +7,7 @@ state dict converts by copying (``crf.start_transitions`` …):
   with ``transitions[i, j]`` scoring the move i -> j; all U(−0.1, 0.1).
 
 Inputs are batch-first backend arrays: emissions (B, T, K) float, tags (B, T)
-int, mask (B, T) bool prefix mask with ``mask[:, 0]`` true (SPEC §6.4). This is
+int, mask (B, T) bool prefix mask with ``mask[:, 0]`` true (docs/training.md §4). This is
 the API edge: the value checks that need a device -> host sync (first step on,
 prefix mask, tag range) happen here, not in the pure functions.
 

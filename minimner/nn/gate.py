@@ -1,4 +1,7 @@
-"""Sigmoid fusion gate module around :mod:`minimner.ops.gate` (SPEC §3.2 step 10, §2.3, §3.6).
+"""Sigmoid fusion gate module around :mod:`minimner.ops.gate`.
+
+Used by the fusion (docs/model.md §2 step 10 and §6) and by the gated augmentation
+(docs/augmentation.md §3).
 
     g = σ(a W1ᵀ + b W2ᵀ + bias),   out = g ⊙ a + (1 − g) ⊙ b
 
@@ -20,7 +23,7 @@ also hold the Parameters itself and call :func:`~minimner.ops.gate.gate_forward`
 / :func:`~minimner.ops.gate.gate_backward` directly.
 
 Init: ``initializer_range=None`` (default) draws every tensor from U(±1/√C), the
-original's ``reset_parameters`` (SPEC §6.1 step 5); a float σ gives N(0, σ)
+original's ``reset_parameters`` (docs/training.md §1 step 5); a float σ gives N(0, σ)
 weights and a zero bias (BERT's init).
 
 Dimension legend: B batch, T word-piece tokens, C hidden; ``…`` any leading shape.

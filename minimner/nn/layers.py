@@ -121,7 +121,7 @@ class Embedding(Module):
 
 
 class LayerNorm(Module):
-    """Layer normalisation over the last axis (SPEC §4.1), PyTorch ``nn.LayerNorm``.
+    """Layer normalisation over the last axis (docs/modules.md §1), PyTorch ``nn.LayerNorm``.
 
     Parameters
     ----------

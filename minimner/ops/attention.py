@@ -1,7 +1,7 @@
 """Multi-head scaled dot-product attention: forward/backward pair.
 
-Follows BERT's self-attention (Devlin et al. 2019; SPEC §4.3) and the
-cross-attention of MSCMT (SPEC §4.4), on queries, keys and values that have
+Follows BERT's self-attention (Devlin et al. 2019; docs/modules.md §3) and the
+cross-attention of MSCMT (docs/modules.md §4), on queries, keys and values that have
 *already* been projected by their linear layers::
 
     split heads:  Q_h = Q[..., h·D:(h+1)·D],  K_h, V_h likewise         (head h = features h·D … h·D+D−1)
@@ -10,7 +10,7 @@ cross-attention of MSCMT (SPEC §4.4), on queries, keys and values that have
     dropout:      P̃_h = drop_p(P_h)                                     (inverted dropout, training only)
     context:      Ctx = concat_h(P̃_h V_h)
 
-The key mask is additive and *finite* (−10000, SPEC §4.5, §3.2 step 9): a row
+The key mask is additive and *finite* (−10000, docs/modules.md §5, docs/model.md §2 step 9): a row
 whose keys are all padding still gets a well-defined softmax (the common −10000
 shift cancels, so it equals the unmasked softmax up to float rounding) instead
 of the NaN that −inf would give. Only keys are masked;

@@ -1,6 +1,6 @@
-"""Fusing the semantic augmentation vectors into the text encoder (SPEC §2.3).
+"""Fusing the semantic augmentation vectors into the text encoder (docs/augmentation.md §3).
 
-``a`` is the per-position augmentation input (SPEC §2.2: the table row of a
+``a`` is the per-position augmentation input (docs/augmentation.md §2: the table row of a
 word at its first word piece, zeros elsewhere); ``S⁰`` the last BERT layer.
 
 * **add** (after BERT, the default; ``aug_before = 1, aug_gate = 1``)::

@@ -19,7 +19,7 @@ the tests behind them are reused unchanged, so this file only reshapes::
     dx, dw, db = conv2d_backward(dy[:, :, None, :])  with the height axis dropped again
 
 PyTorch's char-CNN convention ``padding = k // 2`` gives ``Lo = L + 1`` for even k
-and ``Lo = L`` for odd k (13 / 12 / 13 for k = 2 / 3 / 4 at L = 12, SPEC §4.8).
+and ``Lo = L`` for odd k (13 / 12 / 13 for k = 2 / 3 / 4 at L = 12, docs/modules.md §8).
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Inverted dropout (SPEC §4.7): zero each entry with probability p, scale the rest by 1/(1-p).
+"""Inverted dropout (docs/modules.md §7): zero entries with prob. p, scale the rest by 1/(1-p).
 
     keep ~ Bernoulli(1 - p)  (one draw per entry, from the caller's generator)
     y    = x * keep / (1 - p)          training

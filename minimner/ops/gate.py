@@ -1,4 +1,4 @@
-"""Sigmoid fusion gate: forward/backward pair (SPEC §3.2 step 10, §2.3, §3.6).
+"""Sigmoid fusion gate: forward/backward pair (docs/model.md §2 step 10 and §6, docs/augmentation.md §3).
 
 MSCMT mixes two streams ``a`` and ``b`` of the same shape with a learned,
 per-feature gate::

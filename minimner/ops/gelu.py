@@ -1,4 +1,4 @@
-"""GELU, the exact erf form used by BERT (SPEC §4.2; not the tanh approximation).
+"""GELU, the exact erf form used by BERT (docs/modules.md §2; not the tanh approximation).
 
     gelu(x)  = x * Phi(x),      Phi(x) = 0.5 * (1 + erf(x / sqrt(2)))   (standard normal CDF)
     gelu'(x) = Phi(x) + x * phi(x),  phi(x) = exp(-x^2 / 2) / sqrt(2 pi)  (standard normal PDF)

@@ -1,4 +1,4 @@
-"""Gated multimodal fusion (GMF) and the filtration gate: forward/backward pairs (SPEC §3.6, method 5).
+"""Gated multimodal fusion (GMF) and the filtration gate: forward/backward pairs (docs/model.md §6, method 5).
 
 Fusion method 5 chains two blocks from the original ``utils.py`` (which hard-codes
 768 for every H below; these pairs take any H)::

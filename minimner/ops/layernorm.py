@@ -1,4 +1,4 @@
-"""Layer normalisation over the last axis (SPEC §4.1, TF/BERT style).
+"""Layer normalisation over the last axis (docs/modules.md §1, TF/BERT style).
 
     mu   = mean(x)                       over the last axis (size C)
     var  = mean((x - mu)^2)              biased variance (divide by C, not C - 1)

@@ -1,4 +1,4 @@
-"""Broadcast gating products used by the fusion variants (SPEC §3.6): mix, scale, weighted sum.
+"""Broadcast gating products used by the fusion variants (docs/model.md §6): mix, scale, weighted sum.
 
 Three small pairs that combine feature vectors with weights that may be shared
 by every feature of a row::

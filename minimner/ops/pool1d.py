@@ -10,7 +10,7 @@ The maths::
 
 Floor mode means a tail shorter than a window is never read: with k = s = 11 on
 a length-13 input there is one window, over positions 0..10, and positions 11
-and 12 get no gradient. The char-CNN relies on exactly this (SPEC §4.8: each pool
+and 12 get no gradient. The char-CNN relies on exactly this (docs/modules.md §8: each pool
 yields one value per channel, covering only the first 12 − k + 1 conv positions).
 
 **Why no loop of its own.** This is :func:`minimner.ops.pool.maxpool2d_forward`

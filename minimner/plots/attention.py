@@ -1,4 +1,4 @@
-"""Cross-modal attention and fusion-gate figures for one tweet (SPEC §3.2, §3.6).
+"""Cross-modal attention and fusion-gate figures for one tweet (docs/model.md §2, §6).
 
 What the MGCMT model exposes after a forward (``model.attention``, ``model.gates``)
 drawn for a learner:
@@ -229,7 +229,7 @@ def plot_object_attention(probs, names: Sequence, mask=None, word: str | None = 
     When *every* slot is masked (an image without detections), the −10000 is the
     same for all keys and the softmax shift cancels it: the word then spreads a
     uniform 1/O over O copies of the processed "no object" (row-0) embedding, which
-    acts as a learned null object (SPEC §3.2 step 9). The bars are then all 1/O by
+    acts as a learned null object (docs/model.md §2 step 9). The bars are then all 1/O by
     design, not a bug; the title says so.
 
     Parameters

@@ -1,4 +1,4 @@
-"""Plots of semantic-augmentation neighbours (SPEC §2.1).
+"""Plots of semantic-augmentation neighbours (docs/augmentation.md §1).
 
 * :func:`plot_word_neighbours`: one word's k neighbours as horizontal bars of
   their softmax weights, each annotated with its cosine similarity.

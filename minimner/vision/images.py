@@ -2,7 +2,7 @@
 
 Dimension legend: B batch, S crop size (224), images are (B, 3, S, S) float32 NCHW.
 
-Pipeline (SPEC §8.4: deterministic, never a substitute image)::
+Pipeline (docs/differences.md §4: deterministic, never a substitute image)::
 
     open → decode fully → EXIF orientation → RGB → resize → crop (→ flip) → [0, 1] → ImageNet normalise
 
@@ -10,7 +10,7 @@ Pipeline (SPEC §8.4: deterministic, never a substitute image)::
   Pillow's decompression-bomb limit) is *not* an exception for the caller: the
   result is marked ``missing`` with a one-line ``reason`` and logged on the
   ``minimner.vision`` logger. The model masks it; no other image replaces it (the
-  original pipeline silently substituted ``17_06_4705.jpg``, SPEC §1.5).
+  original pipeline silently substituted ``17_06_4705.jpg``, docs/data.md §5).
 * **EXIF orientation** is applied (phone photos are stored sideways with a tag).
 * **Mode → RGB**: RGB passes through; images with transparency (RGBA, LA, PA,
   palette with a transparent colour) are composited onto **white** (the colour a

@@ -1,4 +1,4 @@
-"""Object labels from Mask R-CNN (SPEC §1.6): COCO-80 class ids, the 5-slot id vector and its mask.
+"""Object labels from Mask R-CNN (docs/data.md §6): COCO-80 class ids, the 5-slot id vector and its mask.
 
 Dimension legend: B batch, O object slots (5), Vo object vocabulary rows (85).
 

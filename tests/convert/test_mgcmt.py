@@ -1,4 +1,4 @@
-"""The authors' MSCMT layout (SPEC §5) ↔ MGCMT: every key, every transpose (none), round trips, errors, the CLI."""
+"""The authors' MSCMT layout (docs/parameters.md) ↔ MGCMT: every key, every transpose (none), round trips, errors, the CLI."""
 from __future__ import annotations
 
 import zipfile
@@ -100,7 +100,7 @@ def test_perturbing_any_used_tensor_changes_the_outputs(plain):
 
     Two exact exceptions, both checked: an attention layer's ``key.bias`` adds q·b_k to every
     key's score of a query alike, which the softmax cancels; and the encoders of a path the
-    fusion variant does not read are computed but change nothing (SPEC §3.6).
+    fusion variant does not read are computed but change nothing (docs/model.md §6).
     """
     sd = random_original(seed=2, plain=plain)
     model = MGCMT.from_original(sd, bert_config=BERT, **_flags(plain))

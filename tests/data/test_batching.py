@@ -1,4 +1,4 @@
-"""Word-piece labels (SPEC §1.3), dynamic padding and seeded batch iteration."""
+"""Word-piece labels (docs/data.md §3), dynamic padding and seeded batch iteration."""
 from __future__ import annotations
 
 from types import SimpleNamespace
@@ -75,7 +75,7 @@ def test_with_the_real_wordpiece_tokenizer():
     ex = encode_sentence(tok, s)
     pieces = tok.convert_ids_to_tokens(ex.input_ids)
     assert pieces[0] == "[CLS]" and pieces[-1] == "[SEP]"
-    # the zero-piece word keeps a position ([UNK]) and its gold tag (SPEC §8.2)
+    # the zero-piece word keeps a position ([UNK]) and its gold tag (docs/differences.md §2)
     assert pieces[ex.first_piece[2]] == "[UNK]" and ex.labels[ex.first_piece[2]] == TAG2ID["B-PER"]
     assert ex.labels[ex.first_piece].tolist() == [1, 1, 4, 4]
     n_later = len(pieces) - 2 - 4

@@ -1,4 +1,4 @@
-"""The character vocabulary (SPEC §1.4) and per-position char ids (SPEC §1.3)."""
+"""The character vocabulary (docs/data.md §4) and per-position char ids (docs/data.md §3)."""
 from __future__ import annotations
 
 import importlib.util

@@ -1,4 +1,4 @@
-"""Tag ids (SPEC §1.2), auxiliary tags, validation and IOB repair."""
+"""Tag ids (docs/data.md §2), auxiliary tags, validation and IOB repair."""
 from __future__ import annotations
 
 import numpy as np

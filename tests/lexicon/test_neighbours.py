@@ -1,4 +1,4 @@
-"""Tests for minimner.lexicon.neighbours against a brute-force float64 oracle (SPEC §2.1).
+"""Tests for minimner.lexicon.neighbours against a brute-force float64 oracle (docs/augmentation.md §1).
 
 The oracle normalises in float64, computes every similarity, excludes the word
 itself and sorts each full row by (similarity descending, index ascending). Our

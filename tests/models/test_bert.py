@@ -278,7 +278,7 @@ def test_parity_bert_base_shaped(rng):
     _parity(ours, theirs, rng, [5, 12, 30, 21], 30, cfg.vocab_size, 101, 102)
 
 
-# ----------------------------------------------------------------------------- the char-CNN hook (SPEC §4.8)
+# ----------------------------------------------------------------------------- the char-CNN hook (docs/modules.md §8)
 CHAR_VOCAB = 11
 
 

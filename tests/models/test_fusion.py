@@ -1,4 +1,4 @@
-"""Tests for minimner.models.fusion: the nine fusion variants of SPEC §3.6 (ffusion_method 0–8)."""
+"""Tests for minimner.models.fusion: the nine fusion variants of docs/model.md §6 (ffusion_method 0–8)."""
 from __future__ import annotations
 
 import math
@@ -13,13 +13,13 @@ from minimner.models.fusion import FUSION_METHODS, PATHS, fusion_method, fusion_
 from minimner.nn.layers import Dropout
 
 METHODS = range(len(FUSION_METHODS))
-DROPOUT_P = {0: 0.5, 1: 0.5, 2: 0.5, 3: 0.1, 4: 0.5}      # SPEC §4.7; methods 5–8 have none
+DROPOUT_P = {0: 0.5, 1: 0.5, 2: 0.5, 3: 0.1, 4: 0.5}      # docs/modules.md §7; methods 5–8 have none
 READS = {0: PATHS, 1: PATHS, 2: PATHS, 3: PATHS, 4: PATHS, 5: ("img", "imgtxt", "objtxt"),
          6: ("img", "obj"), 7: ("obj", "objtxt"), 8: ("img", "imgtxt")}
 
 
 def _names(method, H):
-    """The original leaf names and torch shapes each variant must hold (SPEC §5.2), in key order."""
+    """The original leaf names and torch shapes each variant must hold (docs/parameters.md §3), in key order."""
     gate = lambda k: [(f"fus{k}_w1", (H, H)), (f"fus{k}_w2", (H, H)), (f"fus{k}_bias", (H,))]  # noqa: E731
     lin = lambda n, i, o: [(f"{n}.weight", (o, i)), (f"{n}.bias", (o,))]                     # noqa: E731
     return {
@@ -245,7 +245,7 @@ def test_bad_inputs_raise(method, rng):
 
 # ----------------------------------------------------------------------------- torch parity
 def _torch_fusion(torch, method, P, u, keep=None):
-    """Fv and the gates of one variant, written from SPEC §3.6 with torch ops.
+    """Fv and the gates of one variant, written from docs/model.md §6 with torch ops.
 
     P: original name -> tensor; u: path -> (B, T, H) tensor; keep: the dropout's scaled keep mask or None.
     """
@@ -301,7 +301,7 @@ def _assert_close(name, ours, ref, atol=0.0, rtol=0.0):
 
 
 def _mask_shape(method, B, T, H):
-    """The shape of the array each variant drops out (SPEC §3.6)."""
+    """The shape of the array each variant drops out (docs/model.md §6)."""
     return {0: (B, T, 4 * H), 1: (B, T, H), 2: (B, T, 2 * H), 3: (B, T, 4, H), 4: (B, T, H)}[method]
 
 

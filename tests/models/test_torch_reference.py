@@ -1,4 +1,4 @@
-"""Checks of the test-only torch MSCMT (tests/models/torch_mscmt.py) — against SPEC §5 and the authors' code.
+"""Checks of the test-only torch MSCMT (tests/models/torch_mscmt.py) against docs/parameters.md and the authors' code.
 
 The parity tests need the authors' checkout (LiuPeiP-CS/IIE4MNER) and are skipped unless
 ``$MINIMNER_IIE4MNER`` points at one::
@@ -42,7 +42,7 @@ BERT_BASE = dict(vocab_size=28996, hidden_size=768, num_hidden_layers=12, num_at
                  intermediate_size=3072, max_position_embeddings=512)
 CHAR_VOCAB = 15
 
-# every flag value that runs at H = 64, one change from the defaults at a time (SPEC §3.1, §3.6)
+# every flag value that runs at H = 64, one change from the defaults at a time (docs/model.md §1, §6)
 FLAG_SETS = {
     "default": {},
     "aug_before=0": {"aug_before": 0}, "aug_before=2": {"aug_before": 2}, "aug_gate=0": {"aug_gate": 0},
@@ -51,7 +51,7 @@ FLAG_SETS = {
     "use_char_cnn=0": {"use_char_cnn": 0},
 }
 
-# SPEC §5.3: what gets no gradient with the default flags (prefixes; the first group are exact keys)
+# docs/parameters.md §4: what gets no gradient with the default flags (prefixes; the first group are exact keys)
 UNUSED_DEFAULT = (
     "aug_w1", "aug_w2", "aug_bias", "fus3_w1", "fus3_w2", "fus3_bias", "seq_w", "ali_w", "ati_w", "obj_w",
     "add_bias", "main_aux_w", "main_aux_bias", "seq_aux_w", "seq_aux_bias", "img_aux_w", "img_aux_bias",
@@ -88,7 +88,7 @@ def _randomise(model: torch.nn.Module, seed: int):
 
 
 def _batch(seed: int = 0, B: int = 3, T: int = 10, lengths=(10, 7, 4), O: int = 5, vocab: int = 100) -> dict:
-    """numpy inputs shaped like minimner's converter output (SPEC §1.3 table)."""
+    """numpy inputs shaped like minimner's converter output (docs/data.md §3 table)."""
     rng = np.random.default_rng(seed)
     lengths = np.asarray(lengths)
     mask = (np.arange(T)[None, :] < lengths[:, None]).astype(np.int64)              # (B, T) prefix mask
@@ -189,7 +189,7 @@ def _compare(orig, ref, batch: dict, flags: dict) -> dict:
 
 # ----------------------------------------------------------------------------- structure (no checkout needed)
 def test_bert_base_state_dict_count():
-    """SPEC §5: 509 keys and 222,453,661 + 128·Vc scalars at bert-base size; no buffers."""
+    """docs/parameters.md §1: 509 keys and 222,453,661 + 128·Vc scalars at bert-base size; no buffers."""
     for vc in (15, 101):
         with torch.device("meta"):
             model = TorchMSCMT(BERT_BASE, char_vocab_size=vc)
@@ -261,7 +261,7 @@ def test_original_wrapper_checks(small_pair):
 
 @needs_checkout
 def test_init_matches_original():
-    """SPEC §6.1 as implemented: per tensor, the same kind of init as the original's own.
+    """docs/training.md §1 as implemented: per tensor, the same kind of init as the original's own.
 
     Exact zeros / ones must agree; a tensor of ≥ 256 entries must have a std within a factor 1.25
     (over 8 seed pairs the worst seen was 1.13) and the same family (uniform: max/std ≈ √3 ≈ 1.73,
@@ -295,7 +295,7 @@ def test_parity_with_original(small_pair, name):
 
 @needs_checkout
 def test_unused_tensors_match_spec(small_pair):
-    """SPEC §5.3: with the default flags exactly these tensors get no gradient (93 of them here too)."""
+    """docs/parameters.md §4: with the default flags exactly these tensors get no gradient (93 of them here too)."""
     grads = _compare(*small_pair, _batch(1), {})["grads"]
     none = {k for k, g in grads.items() if g is None}
     expected = {k for k in grads if k in UNUSED_DEFAULT or k.startswith(UNUSED_DEFAULT_PREFIXES)}

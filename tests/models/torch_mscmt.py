@@ -1,27 +1,29 @@
-"""Test-only PyTorch reference of MSCMT, written from /work/shared/SPEC.md (§2–§5, §6.1, §6.4).
+"""Test-only PyTorch reference of MSCMT, written from the design notes in docs/.
 
 This is an independent PyTorch formulation of the authors' MSCMT model (Liu et al.,
-arXiv 2210.14163), written from the SPEC and not from their code. It exists so that
+arXiv 2210.14163), written from docs/ (augmentation.md, model.md, modules.md,
+parameters.md, training.md §1 and §4) and not from their code. It exists so that
 minimner's NumPy model can be checked against PyTorch in CI without shipping the
 authors' code (which cannot be redistributed); ``tests/models/test_torch_reference.py``
 checks this module against the authors' module itself when a checkout is available.
 
-Its ``state_dict()`` has exactly the original's 509 keys, shapes and key order (SPEC §5),
+Its ``state_dict()`` has exactly the original's 509 keys, shapes and key order (docs/parameters.md §1),
 including every tensor no configuration uses, so weights move between this module, the
 original and minimner by name.
 
 Flags (constructor arguments and plain attributes, read at forward time; the ORIGINAL
-names and values, whose meaning is often the opposite of the name, SPEC §3.1 / §7.1):
+names and values, whose meaning is often the opposite of the name, docs/model.md §1 and
+docs/original-quirks.md §1):
 
 ================  =======  ==================================================================
 flag              default  meaning
 ================  =======  ==================================================================
-use_char_cnn      1        0: char-CNN ON inside the BERT embeddings (§4.8); any other: off
+use_char_cnn      1        0: char-CNN ON inside the BERT embeddings (docs/modules.md §8); any other: off
 aug_before        1        0: augmentation inside the embeddings (``bert.embeddings.aug_linear``);
                            1: after BERT (``maug_linear``); any other value: no augmentation
 aug_gate          1        with aug_before = 1 — 1: S = S⁰ + N; 0: sigmoid gate (aug_w1/aug_w2/
                            aug_bias); any other value: no augmentation term (as the original)
-ffusion_method    2        fusion of the four cross-modal paths, 0–8 (§3.6): 0 concat, 1 gate of
+ffusion_method    2        fusion of the four cross-modal paths, 0–8 (docs/model.md §6): 0 concat, 1 gate of
                            gates, 2 gate + concat, 3 attention over paths, 4 linear sum, 5 GMF +
                            filtration gate (generalised from 768 to H), 6 grid vs objects,
                            7 objects only, 8 grid only
@@ -35,12 +37,12 @@ F feed-forward size, R image regions (7·7 = 49), C image channels (2048), O obj
 Lw characters per word (12), Da augmentation size (200), K main tags (13), Ka aux tags (7),
 V word-piece vocabulary, Vc character vocabulary, Vo object-label vocabulary (85).
 
-Initialisation follows SPEC §6.1 with the global torch RNG (seed it with ``torch.manual_seed``),
+Initialisation follows docs/training.md §1 with the global torch RNG (seed it with ``torch.manual_seed``),
 except that the never-initialised ``*_aux_w`` / ``*_aux_bias`` tensors (raw memory in the
 original) are set to zero here so the state is always finite.
 
 Conventions: the CRFs are pytorch-crf's ``torchcrf.CRF`` (batch_first), like the original;
-attention masks are additive (1 − m)·(−10000) on the key side only (§4.5).
+attention masks are additive (1 − m)·(−10000) on the key side only (docs/modules.md §5).
 """
 from __future__ import annotations
 
@@ -61,7 +63,7 @@ _BERT_DEFAULTS = dict(type_vocab_size=2, layer_norm_eps=1e-12, hidden_dropout_pr
 
 
 def default_trans_matrix(dtype=torch.float32) -> torch.Tensor:
-    """The aux → main tag map of SPEC §3.4, (Ka, K) = (7, 13): row = aux tag, column = main tag."""
+    """The aux → main tag map of docs/model.md §4, (Ka, K) = (7, 13): row = aux tag, column = main tag."""
     m = torch.zeros(7, 13, dtype=dtype)                    # (Ka, K)
     m[0, 0] = m[1, 1] = m[4, 10] = m[5, 11] = m[6, 12] = 1.0
     m[2, [2, 4, 6, 8]] = 0.25                              # B → B-MISC, B-PER, B-ORG, B-LOC
@@ -70,13 +72,13 @@ def default_trans_matrix(dtype=torch.float32) -> torch.Tensor:
 
 
 def _additive_mask(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """(B, L) 1 = real / 0 = padding → (B, 1, 1, L) additive mask, 0 or −10000 (SPEC §4.5)."""
+    """(B, L) 1 = real / 0 = padding → (B, 1, 1, L) additive mask, 0 or −10000 (docs/modules.md §5)."""
     return (1.0 - mask[:, None, None, :].to(dtype)) * -10000.0     # (B, 1, 1, L)
 
 
 # ----------------------------------------------------------------------------- transformer blocks
 class _LayerNorm(nn.Module):
-    """TF-style LayerNorm, eps inside the square root, biased variance (SPEC §4.1)."""
+    """TF-style LayerNorm, eps inside the square root, biased variance (docs/modules.md §1)."""
 
     def __init__(self, hidden: int, eps: float):
         super().__init__()
@@ -136,7 +138,7 @@ class _Attention(nn.Module):
         self.self = _QKV(H, c["num_attention_heads"], c["attention_probs_dropout_prob"])
         self.output = _DenseAddNorm(H, H, c["hidden_dropout_prob"], c["layer_norm_eps"])
 
-    def forward(self, x, y, mask):                         # first residual is with the QUERY input x (§4.4)
+    def forward(self, x, y, mask):                         # 1st residual: the QUERY input x (docs/modules.md §4)
         return self.output(self.self(x, y, mask), x)       # (B, Lq, H)
 
 
@@ -145,12 +147,12 @@ class _Intermediate(nn.Module):
         super().__init__()
         self.dense = nn.Linear(c["hidden_size"], c["intermediate_size"])
 
-    def forward(self, x):                                  # (B, L, H) -> (B, L, F), exact erf GELU (§4.2)
+    def forward(self, x):                                  # (B, L, H) -> (B, L, F), erf GELU (docs/modules.md §2)
         return F.gelu(self.dense(x))
 
 
 class _Layer(nn.Module):
-    """One transformer layer (§4.3); with ``y`` given it is the cross-attention layer of §4.4."""
+    """One transformer layer (docs/modules.md §3); with ``y`` given, the cross-attention layer of §4 there."""
 
     def __init__(self, c: dict):
         super().__init__()
@@ -179,7 +181,7 @@ class _Encoder(nn.Module):
 
 # ----------------------------------------------------------------------------- BERT with the two hooks
 class _CharCNN(nn.Module):
-    """The char-CNN of §4.8: char_emb → 3 × (Conv1d k → tanh → max-pool → drop) → MLP → (B, T, H)."""
+    """The char-CNN of docs/modules.md §8: char_emb → 3 × (Conv1d k → tanh → max-pool → drop) → MLP → (B, T, H)."""
 
     def __init__(self, char_vocab: int, char_dim: int, max_wordlen: int, hidden: int):
         super().__init__()
@@ -217,7 +219,7 @@ class _Embeddings(nn.Module):
         pos = torch.arange(T, device=input_ids.device)     # (T,)
         e = (self.word_embeddings(input_ids) + self.position_embeddings(pos)[None]
              + self.token_type_embeddings(torch.zeros_like(input_ids)))     # (B, T, H), segment ids all 0
-        if char_on:                                        # char path BEFORE the aug term (§4.8)
+        if char_on:                                        # char path BEFORE the aug term (docs/modules.md §8)
             ec = torch.cat([e, self.char_cnn_model(char_ids)], -1)   # (B, T, 2H)
             e = self.char_cnn_linear(self.dropout(ec))     # (B, T, 2H) -> (B, T, H)
         if aug_on:
@@ -226,7 +228,7 @@ class _Embeddings(nn.Module):
 
 
 class _Pooler(nn.Module):
-    """Only here for its keys: its output is discarded by MSCMT (§4.6), so it is never run."""
+    """Only here for its keys: its output is discarded by MSCMT (docs/modules.md §6), so it is never run."""
 
     def __init__(self, hidden: int):
         super().__init__()
@@ -243,7 +245,7 @@ class _Bert(nn.Module):
 
 # ----------------------------------------------------------------------------- modules only method 5 uses
 class _GMF(nn.Module):
-    """Gated multimodal fusion (§3.6 method 5), generalised from the original's hard-coded 768 to H."""
+    """Gated multimodal fusion (docs/model.md §6 method 5), generalised from the original's hard-coded 768 to H."""
 
     def __init__(self, hidden: int):
         super().__init__()
@@ -273,7 +275,7 @@ class _FiltrationGate(nn.Module):
 
 
 class _Highway(nn.Module):
-    """Only here for its keys (never used by any configuration, §7.3)."""
+    """Only here for its keys (never used by any configuration, docs/original-quirks.md §3)."""
 
     def __init__(self, hidden: int, n: int = 2):
         super().__init__()
@@ -284,7 +286,7 @@ class _Highway(nn.Module):
 
 # ----------------------------------------------------------------------------- MSCMT
 class TorchMSCMT(nn.Module):
-    """MSCMT in PyTorch with the original's state-dict layout (SPEC §5).
+    """MSCMT in PyTorch with the original's state-dict layout (docs/parameters.md §1).
 
     Parameters
     ----------
@@ -318,7 +320,7 @@ class TorchMSCMT(nn.Module):
             raise ValueError(f"bert_config lacks {missing}; expected keys {list(_BERT_REQUIRED)}")
         c = {**_BERT_DEFAULTS, **{k: v for k, v in bert_config.items() if k in (*_BERT_REQUIRED, *_BERT_DEFAULTS)}}
         if c["hidden_act"] != "gelu":
-            raise ValueError(f"hidden_act must be 'gelu' (SPEC §4.2), received {c['hidden_act']!r}")
+            raise ValueError(f"hidden_act must be 'gelu' (docs/modules.md §2), received {c['hidden_act']!r}")
         self.set_flags(**{**FLAG_DEFAULTS, **flags})
         self.config = c
         H, K, Ka = c["hidden_size"], num_labels, auxnum_labels
@@ -341,7 +343,8 @@ class TorchMSCMT(nn.Module):
         self.img_aux_w, self.img_aux_bias = free(H, H), free(H)
         self.obj_aux_w, self.obj_aux_bias = free(H, H), free(H)
 
-        # (b) sub-modules in registration order; this first group gets N(0, 0.02) init (§6.1 steps 1–3)
+        # (b) sub-modules in registration order; this first group gets N(0, 0.02) init
+        # (docs/training.md §1 steps 1–3)
         self.object_embeddings = nn.Embedding(object_vocab, H)     # no padding_idx: row 0 = "null object"
         self.bert = _Bert(c, char_vocab_size, aug_dim, char_dim, max_wordlen)
         self.self_attention = _Encoder(c, 1)
@@ -357,7 +360,7 @@ class TorchMSCMT(nn.Module):
         self.crf = CRF(K, batch_first=True)
         self.aux_crf = CRF(Ka, batch_first=True)
         n02_group = list(self.children())
-        # ... and this group keeps PyTorch's default init (§6.1 step 4)
+        # ... and this group keeps PyTorch's default init (docs/training.md §1 step 4)
         self.maug_linear = nn.Linear(aug_dim, H)
         self.img2img_attention = _Encoder(c, 1)
         self.img2img_attention_v2 = _Encoder(c, 1)
@@ -404,12 +407,13 @@ class TorchMSCMT(nn.Module):
 
     @torch.no_grad()
     def _init_weights(self, n02_group):
-        """SPEC §6.1: N(0, 0.02) on the early group, U(±1/√H) on the free-standing tensors, zeros on RAW."""
+        """docs/training.md §1: N(0, 0.02) on the early group, U(±1/√H) on the free-standing tensors, zeros on RAW."""
         std = self.config["initializer_range"]
         for top in n02_group:
             for m in top.modules():
                 if isinstance(m, (nn.Linear, nn.Embedding)):
-                    m.weight.normal_(0.0, std)             # also the char embedding's padding row (§7.4)
+                    # also the char embedding's padding row (docs/original-quirks.md §4)
+                    m.weight.normal_(0.0, std)
                     if isinstance(m, nn.Linear) and m.bias is not None:
                         m.bias.zero_()
                 elif isinstance(m, _LayerNorm):
@@ -424,7 +428,7 @@ class TorchMSCMT(nn.Module):
 
     # ------------------------------------------------------------------ forward
     def _fuse(self, u_img, u_imgtxt, u_obj, u_objtxt):
-        """Fv (B, T, H) from the four paths (§3.2 step 10, §3.6); mind the operand orders."""
+        """Fv (B, T, H) from the four paths (docs/model.md §2 step 10, §6); mind the operand orders."""
         method = self.ffusion_method
 
         def gate(a, b, w1, w2, bias):                      # σ(a W1ᵀ + b W2ᵀ + bias) ⊙ a + (1 − σ) ⊙ b
@@ -473,10 +477,10 @@ class TorchMSCMT(nn.Module):
         aug : (B, T, Da) float.
         image : (B, C, 7, 7) float — ResNet grid; regions r = 7·row + col.
         obj_ids : (B, O) int — 0 = no object (masked).
-        trans_matrix : (Ka, K) float or None (SPEC §3.4 map); read only when alpha_seg = 0.
+        trans_matrix : (Ka, K) float or None (docs/model.md §4 map); read only when alpha_seg = 0.
         char_ids : (B, T, Lw) int or None; required when use_char_cnn = 0.
         region_mask : (B, R) int or None — the original's ``added_attention_mask[:, :49]``, all ones
-            in the release (SPEC §7.5).
+            in the release (docs/original-quirks.md §5).
 
         Returns
         -------
@@ -549,7 +553,7 @@ class TorchMSCMT(nn.Module):
         """``{"main": (B, T, K), "aux": (B, T, Ka)}`` plus ``"loss"`` (scalar) when ``labels`` is given.
 
         loss = −mean_b log p_crf(labels_b | main_b) (+ 0.5 · the same for the aux CRF when seg_task = 0);
-        both CRFs use ``input_mask`` (§3.2 step 13).
+        both CRFs use ``input_mask`` (docs/model.md §2 step 13).
         """
         main, aux = self.emissions(input_ids, input_mask, aug, image, obj_ids, trans_matrix, char_ids, region_mask)
         out = {"main": main, "aux": aux}
@@ -566,7 +570,7 @@ class TorchMSCMT(nn.Module):
     @torch.no_grad()
     def decode(self, input_ids, input_mask, aug, image, obj_ids, trans_matrix=None, char_ids=None,
                region_mask=None):
-        """Viterbi paths of the main CRF: a list of B lists, each of length Σ input_mask[b] (§3.2 step 14).
+        """Viterbi paths of the main CRF: a list of B lists, each of length Σ input_mask[b] (docs/model.md §2 step 14).
 
         Uses the current mode: call ``.eval()`` first for dropout-free inference.
         """

@@ -12,7 +12,7 @@ from minimner.nn.attention import (BertCrossAttentionLayer, BertCrossEncoder, Be
                                    BertSelfAttention, BertSelfEncoder)
 from minimner.nn.layers import Dropout
 
-TEMPLATE = [  # SPEC §5.1, in transformers' registration order
+TEMPLATE = [  # docs/parameters.md §2, in transformers' registration order
     "attention.self.query.weight", "attention.self.query.bias", "attention.self.key.weight",
     "attention.self.key.bias", "attention.self.value.weight", "attention.self.value.bias",
     "attention.output.dense.weight", "attention.output.dense.bias", "attention.output.LayerNorm.weight",
@@ -75,7 +75,7 @@ def test_state_dict_names_and_shapes():
     assert list(sd) == TEMPLATE
     assert sd["intermediate.dense.weight"].shape == (32, 8) and sd["output.dense.weight"].shape == (8, 32)
     cross = BertCrossAttentionLayer(8, 2, 32, rng=np.random.default_rng(0))
-    assert list(cross.state_dict()) == TEMPLATE                                       # SPEC §5.1: same names
+    assert list(cross.state_dict()) == TEMPLATE                       # docs/parameters.md §2: same names
     enc = BertCrossEncoder(8, 2, 32, num_hidden_layers=2, rng=np.random.default_rng(0))
     assert list(enc.state_dict()) == [f"layer.{i}.{k}" for i in range(2) for k in TEMPLATE]
     assert list(BertSelfEncoder(8, 2, 32).state_dict()) == [f"layer.0.{k}" for k in TEMPLATE]
@@ -296,7 +296,7 @@ def test_parity_bert_layer_with_transformers(rng):
     dx = ours.backward(dout)
 
     tx = torch.tensor(x, requires_grad=True)
-    add = torch.tensor((1.0 - mask[:, None, None, :].astype(np.float32)) * -10000.0)   # SPEC §4.5
+    add = torch.tensor((1.0 - mask[:, None, None, :].astype(np.float32)) * -10000.0)   # docs/modules.md §5
     tout = tlayer(tx, attention_mask=add)
     tout = tout[0] if isinstance(tout, tuple) else tout
     (tout * torch.tensor(dout)).sum().backward()
@@ -311,7 +311,7 @@ def test_parity_bert_layer_with_transformers(rng):
 
 
 class _TorchCrossLayer:
-    """The cross layer of SPEC §4.4 built from transformers' blocks (same names as ours)."""
+    """The cross layer of docs/modules.md §4 built from transformers' blocks (same names as ours)."""
 
     @staticmethod
     def build(cfg):

@@ -1,4 +1,4 @@
-"""CharCNN (SPEC §4.8): names and init, gradient checks (eval and train), the pooling detail, torch parity."""
+"""CharCNN (docs/modules.md §8): names and init, gradient checks (eval, train), the pooling detail, torch parity."""
 from __future__ import annotations
 
 import importlib.util
@@ -109,7 +109,7 @@ def test_bad_inputs_raise_value_error(rng):
 
 
 def test_pools_read_only_the_first_positions(rng):
-    """SPEC §4.8: pool windows cover conv positions 0..11-k+1 only, so the 12th character is never read
+    """docs/modules.md §8: pool windows cover conv positions 0..11-k+1 only, so the 12th character is never read
     (and the 11th only by the k = 2 and k = 3 branches)."""
     m = CharCNN(9, 8, rng=np.random.default_rng(0)).eval()
     ids = _ids(rng, 2, 3, 9, pad_rows=False)
@@ -217,7 +217,7 @@ def test_conv_and_pool_modules(rng):
 # ----------------------------------------------------------------------------- torch parity (float32)
 def torch_char_cnn(char_vocab_size, hidden_size, char_dim=128, max_wordlen=12, kernels=(2, 3, 4), filters=32,
                    mlp_dim=100):
-    """An independent PyTorch char-CNN written from SPEC §4.8 (same leaf names, so weights move by name)."""
+    """An independent PyTorch char-CNN written from docs/modules.md §8 (same leaf names: weights move by name)."""
     torch = pytest.importorskip("torch")
     nn = torch.nn
 

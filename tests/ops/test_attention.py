@@ -79,7 +79,7 @@ def test_backends_agree(rng):
 
 
 def test_all_padding_row_cancels_the_shift_and_is_finite(rng):
-    """SPEC §3.2 step 9: with the finite −10000 an all-padding key row is the unmasked softmax, never NaN."""
+    """docs/model.md §2 step 9: with the finite −10000 an all-padding key row is the unmasked softmax, never NaN."""
     q, k, v = _inputs(rng, 2, 3, 4, 4, np.float32)
     mask = _mask([4, 0], 4)
     ctx, probs, _ = attention_forward(q, k, v, mask, 2)

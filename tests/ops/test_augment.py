@@ -1,4 +1,4 @@
-"""Tests for the augmentation fusion variants (SPEC §2.3): minimner.ops.augment and minimner.nn.augment.
+"""Tests for the augmentation fusions (docs/augmentation.md §3): minimner.ops.augment and minimner.nn.augment.
 
 Every variant gets a float64 central-difference check on every input and
 parameter with a random upstream gradient (op level and module level), plus
@@ -166,7 +166,7 @@ def test_shape_errors(rng):
 
 
 def test_bias_leaks_into_zero_positions(rng):
-    """SPEC §7.15: a zero augmentation vector still adds maug_linear's bias."""
+    """docs/original-quirks.md §15: a zero augmentation vector still adds maug_linear's bias."""
     s0, a = _inputs(rng, np.float32)
     w, b = _linear(rng, np.float32)
     s, _ = aug_add_forward(s0, a, w, b)

@@ -58,7 +58,7 @@ def test_conv1d_matches_the_loop_reference_and_keeps_float32(rng, k, s, p, L):
 
 
 def test_char_cnn_output_lengths():
-    """padding k // 2 gives 13 / 12 / 13 positions for k = 2 / 3 / 4 at L = 12 (SPEC §4.8)."""
+    """padding k // 2 gives 13 / 12 / 13 positions for k = 2 / 3 / 4 at L = 12 (docs/modules.md §8)."""
     assert [conv1d_output_size(12, k, 1, k // 2) for k in (2, 3, 4)] == [13, 12, 13]
 
 

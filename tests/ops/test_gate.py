@@ -95,7 +95,7 @@ def test_parity_with_torch(rng):
     ours = (out, *gate_backward(dout, cache))
 
     t = [torch.tensor(x, requires_grad=True) for x in (a, b, w1, w2, bias)]
-    g = torch.sigmoid(t[0] @ t[2].T + t[1] @ t[3].T + t[4])           # the original's fus1 gate (SPEC §3.2)
+    g = torch.sigmoid(t[0] @ t[2].T + t[1] @ t[3].T + t[4])           # the original's fus1 gate (docs/model.md §2)
     tout = g * t[0] + (1 - g) * t[1]
     (tout * torch.tensor(dout)).sum().backward()
     for name, x, ref, tol in zip(["out", "da", "db", "dw1", "dw2", "dbias"], ours,
