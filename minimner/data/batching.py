@@ -152,11 +152,16 @@ def encode_sentences(tokenizer, sentences: Sequence[Sentence],
 
 
 def _raise_for_first_bad(tokenizer, sentences: Sequence[Sentence]) -> None:
-    """Encode the tweets one by one and re-raise the first failure as ``file:line: problem``."""
+    """Encode the tweets one by one and re-raise the first failure as ``file:line: problem``.
+
+    A tweet from no file and no line (e.g. ``explain --tweet``) keeps the tokenizer's message.
+    """
     for s in sentences:
         try:
             tokenizer.encode_words(s.words)
         except ValueError as e:
+            if not (s.source or s.line_no):
+                raise
             raise ValueError(f"{s.where}: {e}") from None
 
 
