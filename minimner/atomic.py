@@ -8,10 +8,11 @@ features and prediction files all go through it.
 
 An exception or Ctrl-C removes the temporary file on the way out; ``kill -9`` or a
 power cut cannot. The temporary file is therefore named ``.NAME.tmp-<pid>-<random>``
-after the process writing it, and :func:`remove_stale_temporaries`, which every
-command that writes into a folder calls first, deletes those whose process is gone
-(a live writer's file is left alone). Names from before the pid was recorded
-(``.NAME.tmp-<random>``) count as stale.
+after the process writing it, and :func:`remove_stale_temporaries` deletes those
+whose process is gone (a live writer's file is left alone): every write removes
+the stale temporaries of its own destination first, and ``train --resume`` and
+``features`` clean their whole output folder. Names from before the pid was
+recorded (``.NAME.tmp-<random>``) count as stale.
 """
 from __future__ import annotations
 
@@ -52,6 +53,7 @@ def atomic_write(path, write: Callable[[object], None], mode: str = "wb", mkdir:
     folder = dst.parent if str(dst.parent) else Path(".")
     if mkdir:
         folder.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(folder, name=dst.name)     # a killed earlier write of the same file
     fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.tmp-{os.getpid()}-", dir=str(folder))
     try:
         with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
@@ -85,7 +87,7 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
-def remove_stale_temporaries(folder, recursive: bool = False) -> list[Path]:
+def remove_stale_temporaries(folder, recursive: bool = False, name: str | None = None) -> list[Path]:
     """Delete the temporary files that a killed :func:`atomic_write` left in ``folder``.
 
     A file ``.NAME.tmp-<pid>-<random>`` is stale when process ``pid`` no longer
@@ -96,14 +98,16 @@ def remove_stale_temporaries(folder, recursive: bool = False) -> list[Path]:
     ----------
     folder : the folder to clean.
     recursive : also clean its sub-folders (e.g. a features folder's ``train/``).
+    name : only the temporaries of this destination file name (what :func:`atomic_write` cleans).
     """
     folder = Path(folder)
     if not folder.is_dir():
         return []
+    candidates = folder.rglob(".*.tmp-*") if recursive else (Path(e.path) for e in os.scandir(folder))
     removed = []
-    for path in folder.rglob(".*.tmp-*") if recursive else folder.glob(".*.tmp-*"):
+    for path in candidates:
         m = _TEMPORARY.match(path.name)
-        if m is None or not path.is_file():
+        if m is None or (name is not None and m.group("name") != name) or not path.is_file():
             continue
         if m.group("pid") is not None and _process_alive(int(m.group("pid"))):
             continue

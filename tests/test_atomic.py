@@ -84,3 +84,12 @@ def test_os_error_names_the_destination_and_leaves_nothing(tmp_path, monkeypatch
     assert (e.value.errno, e.value.strerror, e.value.filename) == (28, "No space left on device",
                                                                      str(tmp_path / "x.npy"))
     assert os.listdir(tmp_path) == []
+
+
+def test_a_write_removes_the_stale_temporaries_of_its_own_file(tmp_path):
+    mine = tmp_path / ".w.npz.tmp-999999999-a1b2c3d4"                # a killed earlier write of w.npz
+    other = tmp_path / ".v.npz.tmp-999999999-a1b2c3d4"               # another file's: not this writer's business
+    for p in (mine, other):
+        p.write_bytes(b"85 MB of half a checkpoint")
+    atomic.write_npz_atomic(tmp_path / "w.npz", {"x": np.zeros(2)})
+    assert not mine.exists() and other.exists()
