@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from minimner import backend
-from minimner.finite import check_finite
+from minimner.finite import NonFiniteError, first_nonfinite
 from minimner.atomic import remove_stale_temporaries, write_json_atomic, write_npy_atomic
 
 SPLITS = ("train", "valid", "test")
@@ -99,6 +99,15 @@ def _read_settings(path: Path) -> dict:
     if not isinstance(old, dict):
         raise ValueError(f"{path}: expected a JSON object of settings, got {type(old).__name__}")
     return old
+
+
+def _check_grids(image_ids, grids, paths: dict, weights) -> None:
+    """Refuse to store a grid holding NaN/inf (finite weights and pixels should never give one)."""
+    bad = first_nonfinite(zip(image_ids, grids))
+    if bad is not None:
+        n = bad[1]
+        raise NonFiniteError(f"{paths[bad[0]]}: the ResNet ({weights}) gave {n} NaN/inf feature "
+                             f"value{'s' if n != 1 else ''} for this image; nothing was written for it")
 
 
 # ----------------------------------------------------------------------------- command
@@ -194,7 +203,7 @@ def run(args) -> int:
                     x = backend.asarray(batch[present], backend=backend.get_backend())  # (b, 3, S, S)
                     grid = backend.asnumpy(ResNet.regions(model.features(x)))          # (b, R, C)
                     done = [i for i, p in zip(chunk, present) if p]
-                    check_finite(zip(done, grid), f"{args.weights}: NaN/inf features, nothing written for image")
+                    _check_grids(done, grid, paths=dict(zip(chunk, paths)), weights=args.weights)
                     for i, g in zip(done, grid):
                         write_npy_atomic(folder / f"{i}.npy", np.ascontiguousarray(g, dtype=dtype))
                         info["written"] += 1

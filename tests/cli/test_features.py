@@ -184,3 +184,20 @@ def test_nan_weights_write_no_features(setup, tmp_path, capsys):
     assert capsys.readouterr().err == (f"minimner features: error: {weights}: tensor 'conv1.weight' holds 1 NaN/inf "
                                        "value\n")
     assert not list((tmp_path / "out").rglob("*.npy"))
+
+
+def test_a_nan_grid_is_never_written(setup, tmp_path, capsys, monkeypatch):
+    real = R.ResNet.features
+
+    def nan_for_the_second(self, images):                      # as overflowing activations would
+        out = real(self, images)
+        out[1, 0, 0, 0] = np.nan
+        return out
+
+    monkeypatch.setattr(R.ResNet, "features", nan_for_the_second)
+    out = tmp_path / "out"
+    assert main(_args(setup, out, "--splits", "test")) == 2
+    assert capsys.readouterr().err == (f"minimner features: error: {setup['images'] / '901.jpg'}: the ResNet "
+                                       f"({setup['weights']}) gave 1 NaN/inf feature value for this image; nothing "
+                                       "was written for it\n")
+    assert not list(out.rglob("*.npy"))
