@@ -12,7 +12,11 @@ Protocol (SPEC §8):
   history) so an interrupted run resumes and reaches the same weights as an
   uninterrupted one with the same seed;
 * every run records its seed and configuration (``run.json``) and one JSON line
-  per epoch (``metrics.jsonl``).
+  per epoch (``metrics.jsonl``, strict JSON);
+* nothing non-finite goes unnoticed: each step tests the loss and the global
+  gradient norm (two host scalars) before it is applied and stops the run naming the
+  first NaN/inf weight or gradient, or the batch's tweets; checkpoints refuse NaN/inf;
+  numeric options must be finite and in range; an empty train or dev file is an error.
 
 Semantic augmentation (SPEC §2, ``TrainConfig.aug``): ``none`` (the default) is the
 plain BERT-CRF, unchanged. With ``add`` / ``gate`` / ``embed`` the augmentation

@@ -14,9 +14,10 @@ Two sources, both optional (a run without them has every image marked missing):
 ``region_mask`` (B, R) and ``objects`` (B, O). A tweet whose image is absent from
 the data (no ``IMGID``), absent from the folder (the features command found the file
 missing or unreadable and wrote nothing) gets zero features and an all-0 region mask —
-the same input either way, never another tweet's picture. ``remap`` replaces each image
-id by another (for the "shuffled images" control: the model sees a random other tweet's
-picture and objects).
+the same input either way, never another tweet's picture. A feature file that exists
+must be a finite float grid of the folder's shape, else the error names it. ``remap``
+replaces each image id by another (for the "shuffled images" control: the model sees a
+random other tweet's picture and objects).
 
 Dimension legend: B batch, R regions (h·w, 49 at 224×224), C_img feature size
 (512 for ResNet-18/34, 2048 for ResNet-50+), O object slots (5).
