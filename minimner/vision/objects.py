@@ -190,8 +190,18 @@ def load_object_torch(path) -> dict:
             raw = torch.load(str(p), map_location="cpu", weights_only=True)
     except Exception as e:
         raise ValueError(f"{p}: refused or unreadable (loaded with weights_only=True, which never executes "
-                         f"code from the file): {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from e
+                         f"code from the file): {type(e).__name__}: {_torch_reason(e)}") from None
     return _normalise_table(raw, p)
+
+
+def _torch_reason(e: Exception) -> str:
+    """The line of torch's error that says what is wrong with the file, without its advice to load it unsafely."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    specific = [ln for ln in lines if "GLOBAL" in ln or "Unsupported" in ln]
+    if specific:
+        return specific[0]
+    safe = [ln for ln in lines if "weights_only" not in ln and "torch.load" not in ln]
+    return safe[0] if safe else "the file holds something other than tensors, numbers, strings and lists"
 
 
 def _object_file_kind(p: Path) -> str:

@@ -89,6 +89,20 @@ def test_torch_loader_refuses_code(tmp_path, monkeypatch):
     assert not (tmp_path / "EVIL_OBJECTS").exists()
 
 
+@pytest.mark.parity
+def test_a_refused_torch_file_does_not_repeat_torchs_advice(tmp_path):
+    pytest.importorskip("torch")
+    import pickle
+
+    p = tmp_path / "objects.json"                                       # a pickle, whatever the suffix says
+    p.write_bytes(pickle.dumps({"1.jpg": _Evil()}, protocol=2))
+    with pytest.raises(ValueError) as e:
+        O.load_objects(p)
+    assert str(e.value) == (f"{p}: refused or unreadable (loaded with weights_only=True, which never executes code "
+                            "from the file): UnpicklingError: Trying to load unsupported GLOBAL posix.system whose "
+                            "module posix is blocked.")
+
+
 def test_the_kind_of_file_comes_from_its_content_not_its_suffix(tmp_path):
     """JSON named .pt is read as JSON (never handed to torch); a file that is neither is refused."""
     as_pt = tmp_path / "objects.pt"
