@@ -599,6 +599,15 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log=pri
     if cfg.model == "mgcmt":
         mcfg, vocab, features, objects = _multimodal(cfg, data, out, resume, table, log, recorded,
                                                      accept_new_features)
+    train_src = dev_src = coverage = None
+    if cfg.model == "mgcmt":                                  # checked before the model is built and exported
+        from minimner.data.multimodal import MultimodalSource
+
+        slots = mcfg["object_slots"]
+        train_src = MultimodalSource(_split_name(cfg.train_file), features, objects, slots=slots)
+        dev_src = MultimodalSource(_split_name(cfg.dev_file), features, objects, slots=slots)
+        coverage = _coverage(cfg, data, {cfg.train_file: (train_s, train_src), cfg.dev_file: (dev_s, dev_src)},
+                             log)
     rng = backend.rng(cfg.seed)                              # init + every dropout mask
     model = _build_model({}, NUM_TAGS, cfg.dropout, rng, bert_src=bert_src, aug=cfg.aug, aug_table=table,
                          mgcmt_config=mcfg, char_vocab=vocab)
@@ -610,15 +619,6 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log=pri
     from minimner.data.batching import encode_sentences
 
     train_x, dev_x = encode_sentences(tokenizer, train_s), encode_sentences(tokenizer, dev_s)
-    train_src = dev_src = coverage = None
-    if cfg.model == "mgcmt":
-        from minimner.data.multimodal import MultimodalSource
-
-        slots = mcfg["object_slots"]
-        train_src = MultimodalSource(_split_name(cfg.train_file), features, objects, slots=slots)
-        dev_src = MultimodalSource(_split_name(cfg.dev_file), features, objects, slots=slots)
-        coverage = _coverage(cfg, data, {cfg.train_file: (train_s, train_src), cfg.dev_file: (dev_s, dev_src)},
-                             log)
     steps_per_epoch = math.ceil(len(train_x) / cfg.batch_size)
     total = cfg.epochs * steps_per_epoch
     if cfg.max_steps:

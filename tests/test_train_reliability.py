@@ -275,10 +275,12 @@ def test_coverage_is_logged_and_recorded(tiny, mm, tmp_path):
 def test_objects_matching_no_image_are_an_error(tiny, mm, tmp_path):
     objects = tmp_path / "objects.pt"                                    # JSON whatever the suffix
     objects.write_text(json.dumps({"not_an_image.jpg": ["car"]}))
+    out = tmp_path / "run"
     with pytest.raises(ValueError) as e:
-        train(_mm_cfg(tiny, mm, tmp_path / "run", objects=str(objects)), progress=False, log=_quiet)
+        train(_mm_cfg(tiny, mm, out, objects=str(objects)), progress=False, log=_quiet)
     assert str(e.value) == (f"{objects}: none of the 24 tweets of train.txt has objects (a wrong folder or file, "
                             "or keys that match no image id?)")
+    assert not out.exists()                                             # refused before anything was written
 
 
 def test_a_features_folder_without_files_is_an_error(tiny, mm, tmp_path):
