@@ -30,8 +30,8 @@ from pathlib import Path
 import numpy as np
 
 from minimner import backend
-from minimner.finite import NonFiniteError, first_nonfinite
 from minimner.atomic import remove_stale_temporaries, write_json_atomic, write_npy_atomic
+from minimner.finite import NonFiniteError, first_nonfinite
 
 SPLITS = ("train", "valid", "test")
 _EXTS = (".jpg", ".jpeg", ".png", ".JPG", ".JPEG", ".PNG")
