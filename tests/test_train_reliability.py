@@ -314,6 +314,13 @@ def test_features_from_other_weights_are_refused_unless_accepted(tiny, mm, tmp_p
                                        "; re-extract them with the run's weights, or pass --accept-new-features to "
                                        "use them anyway\n")
     assert main(["evaluate", "--run", str(out), "--split", "test", "--no-progress", "--accept-new-features"]) == 0
+    predict = ["predict", "--run", str(out), "--input", str(tiny["data"] / "test.txt"), "--output",
+               str(tmp_path / "pred.txt"), "--no-progress"]
+    capsys.readouterr()
+    assert main(predict) == 2
+    assert "pass --accept-new-features to use them anyway" in capsys.readouterr().err
+    assert main(predict + ["--accept-new-features"]) == 0
+    assert f"warning: {message.replace(str(out / 'run.json'), str(out))}" in capsys.readouterr().err
     logged = []
     train(_mm_cfg(tiny, mm, out, features=str(feats), epochs=2), resume=True, progress=False, log=logged.append,
           accept_new_features=True)
