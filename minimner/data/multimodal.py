@@ -109,8 +109,8 @@ class ImageFeatures:
             raise ValueError(f"{p}: feature grid has shape {g.shape}, expected (R, C_img) = "
                              f"{(self.regions, self.channels)} (features.json: {self.settings.get('arch')}, "
                              f"size {self.settings.get('size')})")
-        bad = int(g.size - np.isfinite(g).sum())
-        if bad:
+        if not np.isfinite(g).all():                  # the fast test (~40 µs a grid); count only when it fails
+            bad = int(g.size - np.isfinite(g).sum())
             raise ValueError(f"{p}: feature grid holds {bad} NaN/inf value{'s' if bad != 1 else ''}{redo}")
         return g
 
