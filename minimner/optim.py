@@ -324,7 +324,9 @@ def clip_grad_norm(params, max_norm: float, eps: float = 1e-6):
     Returns
     -------
     The global norm before clipping, as a 0-d array on the gradients' device in
-    their dtype (``float(...)`` it to log; that is the only host transfer).
+    their dtype (``float(...)`` it to log; that is the only host transfer). When it
+    is NaN or inf the gradients are left unscaled (scaling would spread the NaN to
+    all of them and hide which one held it).
 
     Raises
     ------
@@ -344,6 +346,8 @@ def clip_grad_norm(params, max_norm: float, eps: float = 1e-6):
     total = xp.sqrt((norms * norms).sum())                          # () global norm
     coef = xp.minimum(xp.asarray(max_norm, dtype=dt) / (total + xp.asarray(eps, dtype=dt)),
                       xp.asarray(1.0, dtype=dt))                    # () ≤ 1, stays on the device
+    # A NaN/inf norm leaves the gradients untouched, so the caller can name the one that is bad.
+    coef = xp.where(xp.isfinite(total), coef, xp.asarray(1.0, dtype=dt))
     if xp is np and coef >= 1:
         # CPU only: nothing to scale, so skip a read-write pass over every gradient (on a GPU the
         # comparison would cost a device sync, and the multiply by 1 is cheap there).

@@ -12,7 +12,11 @@ Protocol (docs/differences.md):
   history) so an interrupted run resumes and reaches the same weights as an
   uninterrupted one with the same seed;
 * every run records its seed and configuration (``run.json``) and one JSON line
-  per epoch (``metrics.jsonl``).
+  per epoch (``metrics.jsonl``, strict JSON);
+* nothing non-finite goes unnoticed: each step tests the loss and the global
+  gradient norm (two host scalars) before it is applied and stops the run naming the
+  first NaN/inf weight or gradient, or the batch's tweets; checkpoints refuse NaN/inf;
+  numeric options must be finite and in range; an empty train or dev file is an error.
 
 Semantic augmentation (docs/augmentation.md, ``TrainConfig.aug``): ``none`` (the default) is the
 plain BERT-CRF, unchanged. With ``add`` / ``gate`` / ``embed`` the augmentation
@@ -55,6 +59,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,8 +67,9 @@ from pathlib import Path
 import numpy as np
 
 from minimner import backend
-from minimner.atomic import write_text_atomic
+from minimner.atomic import remove_stale_temporaries, write_text_atomic
 from minimner.checkpoint import load_checkpoint, save_checkpoint
+from minimner.finite import NonFiniteError, first_nonfinite
 from minimner.machine import describe
 
 __all__ = ["TrainConfig", "train", "load_run", "run_source", "evaluate_examples", "predict_sentences", "MODELS"]
@@ -111,6 +117,32 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"unknown training options {sorted(unknown)}")
         return cls(**d)
+
+    def validate_numbers(self) -> None:
+        """Check the numeric options: finite and in range (raises ValueError naming the option).
+
+        A NaN or infinite learning rate turns every weight into NaN at the first step,
+        and one above 1 makes AdamW's steps as large as the weights themselves.
+        """
+        def check(flag, value, ok, what):
+            number = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if not (number and math.isfinite(value) and ok(value)):
+                raise ValueError(f"{flag} must be {what}, got {value!r}")
+
+        def integer(flag, value, low):
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"{flag} must be an integer ≥ {low}, got {value!r}")
+
+        check("--lr", self.lr, lambda v: 0 < v <= 1, "a finite number in (0, 1]")
+        check("--weight-decay", self.weight_decay, lambda v: 0 <= v <= 1, "a finite number in [0, 1]")
+        check("--warmup", self.warmup, lambda v: 0 <= v <= 1, "a fraction in [0, 1]")
+        check("--max-grad-norm", self.max_grad_norm, lambda v: v >= 0, "a finite number ≥ 0 (0 disables)")
+        check("dropout", self.dropout, lambda v: 0 <= v < 1, "a probability in [0, 1)")
+        for flag, value, low in (("--epochs", self.epochs, 1), ("--batch-size", self.batch_size, 1),
+                                 ("eval_batch_size", self.eval_batch_size, 1), ("--seed", self.seed, 0),
+                                 ("--patience", self.patience, 0), ("--limit", self.limit, 0),
+                                 ("--max-steps", self.max_steps, 0)):
+            integer(flag, value, low)
 
     def validate_augment(self) -> None:
         """Check the augmentation fields (raises ValueError naming the option)."""
@@ -180,14 +212,28 @@ def _export_bert_files(src: Path, dst: Path, bert_config: dict) -> None:
     write_text_atomic(dst / "config.json", json.dumps(bert_config, indent=2))
 
 
-def _encode_split(tokenizer, path: Path, limit: int = 0):
-    from minimner.data.batching import encode_sentences
+def _read_json(path: Path) -> dict:
+    """A JSON object from ``path``, or a ValueError naming the file and where the JSON breaks."""
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not UTF-8 ({e})") from None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}:{e.lineno}: not valid JSON ({e.msg}, column {e.colno})") from None
+    if not isinstance(obj, dict):
+        raise ValueError(f"{path}: expected a JSON object, got {type(obj).__name__}")
+    return obj
+
+
+def _read_split(path: Path, limit: int = 0) -> list:
+    """The tweets of a training or dev file (the first ``limit`` when set); an empty split is an error."""
     from minimner.data.conll import read_conll
 
     sents = read_conll(path)
-    if limit:
-        sents = sents[:limit]
-    return sents, encode_sentences(tokenizer, sents)
+    if not sents:
+        raise ValueError(f"{path}: no tweets; training needs a non-empty train file and a non-empty dev "
+                         "file to select the checkpoint on")
+    return sents[:limit] if limit else sents
 
 
 def _build_model(bert_config_dict: dict, num_tags: int, dropout: float, rng, bert_src: Path | None = None,
@@ -243,8 +289,35 @@ def _split_name(file_name: str) -> str:
     return Path(file_name).stem
 
 
-def _multimodal(cfg: TrainConfig, data: Path, out: Path, resume: bool, table, log):
-    """``(mgcmt config dict, char vocab, ImageFeatures or None, object table or None)`` of an mgcmt run."""
+def _check_features(features, where: Path, recorded: dict | None, accept_new: bool, log) -> None:
+    """Refuse features made by another extractor than the one a run recorded (see the error for the way out).
+
+    A different architecture or crop size changes the grid's shape and is always an
+    error; different ResNet weights (their SHA-256) or storage dtype change the values
+    only, and ``accept_new`` (``--accept-new-features``) lets them through with a warning.
+    """
+    if features is None or not recorded:
+        return
+    diff = features.same_extractor(recorded)
+    if not diff:
+        return
+    changes = ", ".join(f"{k} {recorded.get(k)!r} -> {features.settings.get(k)!r}" for k in diff)
+    msg = (f"{features.root / 'features.json'}: these features were extracted with other settings than the "
+           f"ones {where} was trained with ({changes})")
+    if set(diff) & {"arch", "size"}:
+        raise ValueError(f"{msg}; re-extract them with the run's settings")
+    if not accept_new:
+        raise ValueError(f"{msg}; re-extract them with the run's weights, or pass --accept-new-features "
+                         "to use them anyway")
+    log(f"warning: {msg}; used anyway (--accept-new-features)")
+
+
+def _multimodal(cfg: TrainConfig, data: Path, out: Path, resume: bool, table, log, recorded: dict | None = None,
+                accept_new_features: bool = False):
+    """``(mgcmt config dict, char vocab, ImageFeatures or None, object table or None)`` of an mgcmt run.
+
+    ``recorded``: the run.json of the run being resumed (its features settings must match).
+    """
     from minimner.data.chars import build_char_vocab, load_char_vocab, save_char_vocab
     from minimner.data.multimodal import ImageFeatures
     from minimner.models.mgcmt import MGCMTConfig
@@ -255,6 +328,7 @@ def _multimodal(cfg: TrainConfig, data: Path, out: Path, resume: bool, table, lo
     if bad:
         raise ValueError(f"mgcmt settings {sorted(bad)} come from the run (use --aug / the data), not from --mgcmt")
     features = ImageFeatures(cfg.features) if cfg.features else None
+    _check_features(features, out / "run.json", (recorded or {}).get("features_settings"), accept_new_features, log)
     if features is not None:
         if "image_dim" in flags and flags["image_dim"] != features.channels:
             raise ValueError(f"image_dim {flags['image_dim']} does not match the features in {cfg.features} "
@@ -280,12 +354,19 @@ def _multimodal(cfg: TrainConfig, data: Path, out: Path, resume: bool, table, lo
     return mcfg.to_dict(), vocab, features, objects
 
 
-def run_source(info: dict, split: str, features=None, objects=None):
+def _warn(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def run_source(info: dict, split: str, features=None, objects=None, accept_new_features: bool = False,
+               log=_warn):
     """The image/object source of split ``split`` for a run (None for the text-only tagger).
 
     ``features`` / ``objects`` override the run's recorded paths (e.g. new images at prediction
     time); otherwise the paths in ``run.json`` are used. A recorded folder that no longer exists
-    is an error, never a silent switch to "no images".
+    is an error, never a silent switch to "no images". Features extracted with other ResNet
+    weights than the run's (``features.json``'s SHA-256 against run.json's) are an error unless
+    ``accept_new_features``; another architecture or crop size always is.
     """
     if info.get("config", {}).get("model", "text-crf") != "mgcmt":
         if features or objects:
@@ -297,6 +378,8 @@ def run_source(info: dict, split: str, features=None, objects=None):
     feat_path = features or info["config"].get("features")
     obj_path = objects or info["config"].get("objects")
     feats = ImageFeatures(feat_path) if feat_path else None
+    _check_features(feats, Path(info.get("run_dir", "the run")), info.get("features_settings"), accept_new_features,
+                    log)
     mcfg = info["mgcmt_config"]
     if feats is not None and (feats.channels, feats.regions) != (mcfg["image_dim"], mcfg["regions"]):
         raise ValueError(f"the features in {feat_path} are {feats.regions} regions × {feats.channels}; the run's "
@@ -360,21 +443,119 @@ def evaluate_examples(model, sentences, examples, batch_size: int = 64, constrai
     return pred, {"default": score(gold, pred), "strict": score(gold, pred, strict=True)}
 
 
+# --------------------------------------------------------------------------- input coverage
+def _coverage(cfg: TrainConfig, data: Path, splits: dict, log) -> dict:
+    """Count, log and check the tweets with image features / objects per split; returns run.json's record.
+
+    ``splits``: file name -> (sentences, MultimodalSource) for train and dev; the data
+    folder's ``test.txt``, when present, is counted too (its image ids; its tags are never
+    looked at) and only warned about. Where the
+    user asked for features (or objects), none found for the train or dev tweets is an
+    error (a wrong folder or file, or keys that match no image), a partial match a warning.
+    """
+    from minimner.data.conll import read_conll
+    from minimner.data.multimodal import MultimodalSource
+
+    counts = {name: src.coverage(sents) for name, (sents, src) in splits.items()}
+    test = data / "test.txt"
+    if "test.txt" not in splits and test.is_file():
+        src = next(iter(splits.values()))[1]
+        counts["test.txt"] = MultimodalSource("test", src.features, src.objects).coverage(read_conll(test))
+    for name, c in counts.items():
+        log(f"{name}: {c['tweets']} tweets, {c['with_image_id']} with an IMGID, "
+            f"{_count_text(c['with_features'], 'image features')}, {_count_text(c['with_objects'], 'objects')}")
+        for key, what, option in (("with_features", "image features", cfg.features), ("with_objects", "objects",
+                                                                                    cfg.objects)):
+            _check_coverage(name, c, key, what, option, required=name != "test.txt", log=log)
+    return counts
+
+
+def _count_text(n, what: str) -> str:
+    return f"no {what} asked for" if n is None else f"{n} with {what}"
+
+
+def _check_coverage(name: str, c: dict, key: str, what: str, option, required: bool, log) -> None:
+    """Zero tweets with ``what`` (when asked for) is an error on a split that trains or selects, else a warning."""
+    n = c[key]
+    if n is None or n == c["tweets"]:
+        return
+    if n == 0 and required:
+        raise ValueError(f"{option}: none of the {c['tweets']} tweets of {name} has {what} (a wrong folder or "
+                         "file, or keys that match no image id?)")
+    log(f"warning: {c['tweets'] - n} of the {c['tweets']} tweets of {name} have no {what} in {option}; "
+        "the model sees them as missing")
+
+
+# --------------------------------------------------------------------------- numerical health
+def _grad_norm(params):
+    """Global L2 norm of the gradients (the number :func:`clip_grad_norm` computes), when not clipping."""
+    grads = [p.grad for p in params if p.grad is not None]
+    xp = backend.get_xp(grads[0])
+    return xp.sqrt(sum(xp.dot(g.reshape(-1), g.reshape(-1)) for g in grads))   # () on the device
+
+
+def _batch_lines(batch, most: int = 5) -> str:
+    """``train.txt lines 3, 17, …`` of a batch's tweets, for messages."""
+    where = [s.where for s in batch.sentences[:most]]
+    return ", ".join(where) + (", …" if len(batch.sentences) > most else "")
+
+
+def _values(n: int) -> str:
+    return f"{n} NaN/inf value{'s' if n != 1 else ''}"
+
+
+def _stopped(state: dict, out: Path) -> str:
+    """What happened to the run, for the end of a divergence message."""
+    kept = (f"{out / 'last.npz'} keeps the state after epoch {state['epoch']}" if state["epoch"] else
+            "no checkpoint was written (the first epoch did not finish)")
+    return f"step {state['step'] + 1} was not applied and the run stopped; {kept}"
+
+
+def _check_loss(model, loss: float, batch, state: dict, out: Path) -> None:
+    """Stop before backward when the loss is NaN or inf, naming a non-finite weight if one is the cause."""
+    if math.isfinite(loss):
+        return
+    bad = first_nonfinite((name, p.data) for name, p in model.named_parameters())
+    cause = (f"weight {bad[0]!r} holds {_values(bad[1])}" if bad else
+             f"the loss is {loss} on the tweets at {_batch_lines(batch)}")
+    raise NonFiniteError(f"training diverged: {cause}; {_stopped(state, out)}")
+
+
+def _check_gradients(model, norm: float, batch, state: dict, out: Path) -> None:
+    """Stop before the update when the global gradient norm is NaN or inf, naming the first bad gradient."""
+    if math.isfinite(norm):
+        return
+    bad = first_nonfinite((name, p.grad) for name, p in model.named_parameters())
+    cause = (f"the gradient of {bad[0]!r} holds {_values(bad[1])}" if bad else
+             "the global gradient norm overflows float32")
+    raise NonFiniteError(f"training diverged: {cause} (tweets at {_batch_lines(batch)}); {_stopped(state, out)}")
+
+
 # --------------------------------------------------------------------------- training
-def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log=print) -> dict:
+def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log=print,
+          accept_new_features: bool = False) -> dict:
     """Train a tagger, selecting on dev micro-F1; returns the run summary.
 
     With ``cfg.aug`` other than ``none`` the augmentation table is built for the
     data folder's vocabulary, saved as ``RUN/augment.npz`` and fused as docs/augmentation.md §3
     describes (see the module docstring).
 
+    Every step checks that the loss and the global gradient norm are finite before
+    it is applied; otherwise the run stops with a :class:`~minimner.finite.NonFiniteError`
+    naming the first non-finite weight or gradient (or the batch's tweets), and
+    ``last.npz`` / ``best.npz`` keep the last good state. ``accept_new_features``:
+    resume with a features folder re-extracted with other ResNet weights.
+
     Raises
     ------
     FileExistsError
         when ``cfg.out`` already holds a run and ``resume`` is False.
     ValueError / FileNotFoundError
-        for bad data, a bad BERT source, bad augmentation options, a missing or
-        malformed lexicon, or a resume with a different configuration.
+        for bad or empty data, a bad BERT source, bad numeric or augmentation options,
+        a missing or malformed lexicon, image features or objects matching none of
+        the tweets, or a resume with a different configuration or other features.
+    NonFiniteError (a ValueError)
+        when training diverges to NaN or inf.
     """
     from minimner.data.labels import NUM_TAGS
     from minimner.optim import AdamW, clip_grad_norm, linear_warmup_decay
@@ -384,6 +565,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log=pri
         raise ValueError(f"unknown model {cfg.model!r}; expected one of {', '.join(MODELS)}")
     if cfg.model == "text-crf" and (cfg.features or cfg.objects or cfg.mgcmt):
         raise ValueError("--features / --objects / --mgcmt settings are for --model mgcmt (text-crf reads no images)")
+    cfg.validate_numbers()
     cfg.validate_augment()
     out = Path(cfg.out)
     data = Path(cfg.data_dir)
@@ -393,8 +575,14 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log=pri
     run_json = out / "run.json"
     if run_json.exists() and not resume:
         raise FileExistsError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+    train_s = _read_split(data / cfg.train_file, cfg.limit)     # before anything is written
+    dev_s = _read_split(data / cfg.dev_file, cfg.limit)
+    recorded = None
     if resume and run_json.exists():
-        saved = json.loads(run_json.read_text(encoding="utf-8"))["config"]
+        recorded = _read_json(run_json)
+        if not isinstance(recorded.get("config"), dict):
+            raise ValueError(f"{run_json}: no 'config' object; not a minimner run.json")
+        saved = recorded["config"]
         mine = dataclasses.asdict(cfg)
         # A run written before an option existed used that option's default.
         defaults = {f.name: f.default for f in dataclasses.fields(cfg) if f.default is not dataclasses.MISSING}
@@ -402,12 +590,24 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log=pri
         diff = {k: (saved[k], v) for k, v in mine.items() if k not in _RESUME_FREE and saved[k] != v}
         if diff:
             raise ValueError(f"--resume with a different configuration than {run_json}: {diff}")
+    for folder in (out, out / "bert"):
+        remove_stale_temporaries(folder)                   # left by a killed earlier run (kill -9, power cut)
 
     bert_src = _resolve_bert(cfg.bert)
     table = None if cfg.aug == "none" else _augment_table(cfg, data, out, resume, progress, log)
     mcfg = vocab = features = objects = None
     if cfg.model == "mgcmt":
-        mcfg, vocab, features, objects = _multimodal(cfg, data, out, resume, table, log)
+        mcfg, vocab, features, objects = _multimodal(cfg, data, out, resume, table, log, recorded,
+                                                     accept_new_features)
+    train_src = dev_src = coverage = None
+    if cfg.model == "mgcmt":                                  # checked before the model is built and exported
+        from minimner.data.multimodal import MultimodalSource
+
+        slots = mcfg["object_slots"]
+        train_src = MultimodalSource(_split_name(cfg.train_file), features, objects, slots=slots)
+        dev_src = MultimodalSource(_split_name(cfg.dev_file), features, objects, slots=slots)
+        coverage = _coverage(cfg, data, {cfg.train_file: (train_s, train_src), cfg.dev_file: (dev_s, dev_src)},
+                             log)
     rng = backend.rng(cfg.seed)                              # init + every dropout mask
     model = _build_model({}, NUM_TAGS, cfg.dropout, rng, bert_src=bert_src, aug=cfg.aug, aug_table=table,
                          mgcmt_config=mcfg, char_vocab=vocab)
@@ -416,15 +616,9 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log=pri
         _export_bert_files(bert_src, out / "bert", bert_config)
     tokenizer = BertWordPieceTokenizer.from_pretrained(out / "bert")
 
-    train_s, train_x = _encode_split(tokenizer, data / cfg.train_file, cfg.limit)
-    dev_s, dev_x = _encode_split(tokenizer, data / cfg.dev_file, cfg.limit)
-    train_src = dev_src = None
-    if cfg.model == "mgcmt":
-        from minimner.data.multimodal import MultimodalSource
+    from minimner.data.batching import encode_sentences
 
-        slots = mcfg["object_slots"]
-        train_src = MultimodalSource(_split_name(cfg.train_file), features, objects, slots=slots)
-        dev_src = MultimodalSource(_split_name(cfg.dev_file), features, objects, slots=slots)
+    train_x, dev_x = encode_sentences(tokenizer, train_s), encode_sentences(tokenizer, dev_s)
     steps_per_epoch = math.ceil(len(train_x) / cfg.batch_size)
     total = cfg.epochs * steps_per_epoch
     if cfg.max_steps:
@@ -447,12 +641,12 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log=pri
             "num_tags": NUM_TAGS, "augment": _augment_record(cfg, table), "machine": describe(),
             "train_sentences": len(train_s), "dev_sentences": len(dev_s), "steps_per_epoch": steps_per_epoch,
             "total_steps": total, **({} if mcfg is None else {
-                "mgcmt_config": mcfg, "original_flags": model.config.original_flags(),
+                "mgcmt_config": mcfg, "original_flags": model.config.original_flags(), "coverage": coverage,
                 "features_settings": None if features is None else features.settings,
                 "char_vocab": CHAR_VOCAB if vocab is not None else None})}, indent=2))
     metrics_path = out / "metrics.jsonl"
     # Keep only the epochs that the resumed state has seen (a crash may have logged one more).
-    lines = [json.dumps(h, sort_keys=True) for h in state["history"]]
+    lines = [json.dumps(h, sort_keys=True, allow_nan=False) for h in state["history"]]
     write_text_atomic(metrics_path, "".join(ln + "\n" for ln in lines))
 
     from minimner.data.batching import iterate_batches
@@ -472,13 +666,15 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log=pri
             if cfg.max_steps and state["step"] >= total:
                 break
             loss = model.forward(batch) if train_src is None else model.forward(batch, source=train_src)
+            losses.append(float(loss))
+            _check_loss(model, losses[-1], batch, state, out)
             model.backward()
-            if cfg.max_grad_norm > 0:
-                clip_grad_norm(model.parameters(), cfg.max_grad_norm)
+            norm = (clip_grad_norm(model.parameters(), cfg.max_grad_norm) if cfg.max_grad_norm > 0
+                    else _grad_norm(model.parameters()))
+            _check_gradients(model, float(norm), batch, state, out)
             opt.lr = cfg.lr * linear_warmup_decay(state["step"], total, warmup_steps)
             opt.step(zero_grad=True)                         # update, then zero each gradient while in cache
             state["step"] += 1
-            losses.append(float(loss))
             if progress:
                 bar.set_postfix(loss=f"{losses[-1]:.3f}", refresh=False)
         train_time = time.time() - t0
@@ -503,7 +699,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log=pri
                         {"train_state": state, "rng_state": _rng_state(rng), "optim_meta": ometa,
                          "seed": cfg.seed}, optim_state=ostate)
         with open(metrics_path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(record, sort_keys=True) + "\n")
+            f.write(json.dumps(record, sort_keys=True, allow_nan=False) + "\n")   # strict JSON: no NaN
         log(json.dumps(record))
         if cfg.patience and state["bad_epochs"] >= cfg.patience:
             log(f"early stopping: no dev gain for {cfg.patience} epochs")
@@ -573,7 +769,11 @@ def load_run(run_dir, which: str = "best"):
     for p in (info_path, ckpt):
         if not p.exists():
             raise FileNotFoundError(f"{p} not found: {run_dir} is not a finished minimner run")
-    info = json.loads(info_path.read_text(encoding="utf-8"))
+    info = _read_json(info_path)
+    for key in ("config", "bert_config", "num_tags"):
+        if key not in info:
+            raise ValueError(f"{info_path}: no {key!r} entry; not a complete minimner run.json")
+    info["run_dir"] = str(run_dir)                           # where error messages name the run
     cfg = info["config"]
     aug = cfg.get("aug", "none")
     table = None

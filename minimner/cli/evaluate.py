@@ -17,6 +17,9 @@ def register(subparsers) -> None:
                    help="mgcmt runs: image features folder (default: the one recorded in the run)")
     p.add_argument("--objects", default=None, metavar="FILE",
                    help="mgcmt runs: object-label file (default: the one recorded in the run)")
+    p.add_argument("--accept-new-features", action="store_true",
+                   help="mgcmt runs: use features extracted with other ResNet weights than the run's (default: "
+                        "an error)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
 
@@ -38,7 +41,8 @@ def run(args) -> int:
         raise FileNotFoundError(f"{path} not found (choose --split or --data)")
     sents = read_conll(path)
     examples = encode_sentences(tok, sents)
-    source = run_source(info, args.split, features=args.features, objects=args.objects)
+    source = run_source(info, args.split, features=args.features, objects=args.objects,
+                        accept_new_features=args.accept_new_features)
     pred, scores = evaluate_examples(model, sents, examples, constrained=not args.unconstrained,
                                      desc=args.split, progress=not args.no_progress, source=source)
     run_dir = Path(args.run)

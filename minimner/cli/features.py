@@ -30,7 +30,8 @@ from pathlib import Path
 import numpy as np
 
 from minimner import backend
-from minimner.atomic import write_json_atomic, write_npy_atomic
+from minimner.atomic import remove_stale_temporaries, write_json_atomic, write_npy_atomic
+from minimner.finite import NonFiniteError, first_nonfinite
 
 SPLITS = ("train", "valid", "test")
 _EXTS = (".jpg", ".jpeg", ".png", ".JPG", ".JPEG", ".PNG")
@@ -65,15 +66,16 @@ def register(subparsers) -> None:
 
 # ----------------------------------------------------------------------------- inputs
 def read_image_ids(path) -> list[str]:
-    """Image ids of a CoNLL file's ``IMGID:<id>`` lines, in order, each once."""
-    seen = OrderedDict()
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            if line.startswith("IMGID:"):
-                image_id = line[len("IMGID:"):].strip()
-                if image_id:
-                    seen.setdefault(image_id, None)
-    return list(seen)
+    """Image ids of a CoNLL file's ``IMGID:<id>`` lines, in order, each once.
+
+    An id that is not a plain name (a path separator, ``..``, an absolute path) or a
+    file that is not UTF-8 is refused naming the file and line
+    (:func:`minimner.data.conll.read_image_ids`), so no image is read from outside
+    ``--images`` and no ``.npy`` is written outside ``--out``.
+    """
+    from minimner.data.conll import read_image_ids as read_ids
+
+    return read_ids(path)
 
 
 def image_path(folder: Path, image_id: str) -> Path:
@@ -86,6 +88,26 @@ def image_path(folder: Path, image_id: str) -> Path:
         if cand.exists():
             return cand
     return first
+
+
+def _read_settings(path: Path) -> dict:
+    """An existing ``features.json``, or a ValueError naming the file and the JSON problem."""
+    try:
+        old = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path}: not valid UTF-8 JSON ({e}); delete it or use a new --out folder") from None
+    if not isinstance(old, dict):
+        raise ValueError(f"{path}: expected a JSON object of settings, got {type(old).__name__}")
+    return old
+
+
+def _check_grids(image_ids, grids, paths: dict, weights) -> None:
+    """Refuse to store a grid holding NaN/inf (finite weights and pixels should never give one)."""
+    bad = first_nonfinite(zip(image_ids, grids))
+    if bad is not None:
+        n = bad[1]
+        raise NonFiniteError(f"{paths[bad[0]]}: the ResNet ({weights}) gave {n} NaN/inf feature "
+                             f"value{'s' if n != 1 else ''} for this image; nothing was written for it")
 
 
 # ----------------------------------------------------------------------------- command
@@ -129,8 +151,10 @@ def run(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     settings = _settings(args, depth, splits)
     settings_path = out / "features.json"
+    for folder in [out] + [out / s for s in splits]:
+        remove_stale_temporaries(folder)                 # left by a killed earlier run
     if settings_path.exists():
-        old = json.loads(settings_path.read_text(encoding="utf-8"))
+        old = _read_settings(settings_path)
         # The weights' location may change between runs (their SHA-256 is what must match).
         diff = [k for k in settings if k not in ("transforms", "weights_path") and old.get(k) != settings[k]]
         diff += [f"transforms[{s}]" for s in splits if old.get("transforms", {}).get(s, settings["transforms"][s])
@@ -178,7 +202,9 @@ def run(args) -> int:
                 if present.any():
                     x = backend.asarray(batch[present], backend=backend.get_backend())  # (b, 3, S, S)
                     grid = backend.asnumpy(ResNet.regions(model.features(x)))          # (b, R, C)
-                    for i, g in zip([i for i, p in zip(chunk, present) if p], grid):
+                    done = [i for i, p in zip(chunk, present) if p]
+                    _check_grids(done, grid, paths=dict(zip(chunk, paths)), weights=args.weights)
+                    for i, g in zip(done, grid):
                         write_npy_atomic(folder / f"{i}.npy", np.ascontiguousarray(g, dtype=dtype))
                         info["written"] += 1
                 bar.update(len(chunk))

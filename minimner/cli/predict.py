@@ -18,6 +18,9 @@ def register(subparsers) -> None:
                    help="mgcmt runs: the features sub-folder holding these tweets' images (default: test)")
     p.add_argument("--objects", default=None, metavar="FILE",
                    help="mgcmt runs: object-label file (default: the one recorded in the run)")
+    p.add_argument("--accept-new-features", action="store_true",
+                   help="mgcmt runs: use features extracted with other ResNet weights than the run's (default: "
+                        "an error)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
 
@@ -44,7 +47,8 @@ def run(args) -> int:
     from minimner.train import load_run, predict_sentences, run_source
 
     model, tok, info = load_run(args.run)
-    source = run_source(info, args.features_split, features=args.features, objects=args.objects)
+    source = run_source(info, args.features_split, features=args.features, objects=args.objects,
+                        accept_new_features=args.accept_new_features)
     sents = _read_any(args.input)
     if not sents:
         raise ValueError(f"{args.input}: no sentences to tag")

@@ -53,6 +53,9 @@ def register(subparsers) -> None:
                    help="`python -m minimner features` output folder (default: every image marked missing)")
     g.add_argument("--objects", default=None, metavar="FILE",
                    help="object-label file, JSON {image: [COCO labels]} or the original's .pt (default: none)")
+    g.add_argument("--accept-new-features", action="store_true",
+                   help="with --resume: use --features although they were extracted with other ResNet weights "
+                        "than the run recorded (default: an error)")
     g.add_argument("--fusion", default=None, choices=FUSION_METHODS,
                    help="fusion of the four cross-modal paths (default gate_concat; original ffusion_method)")
     g.add_argument("--merge", default=None, choices=("main", "bert"),
@@ -96,6 +99,7 @@ def run(args) -> int:
                       aug=aug.mode, lexicon=aug.lexicon, aug_k=aug.k, aug_case=aug.case, aug_oov=aug.oov,
                       aug_seed=aug.seed, aug_cache=aug.cache_dir, features=args.features, objects=args.objects,
                       mgcmt=mflags)
-    summary = train(cfg, resume=args.resume, progress=not args.no_progress)
+    summary = train(cfg, resume=args.resume, progress=not args.no_progress,
+                    accept_new_features=args.accept_new_features)
     print(json.dumps(summary))
     return 0

@@ -48,6 +48,7 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 
 from minimner.atomic import write_json_atomic, write_npz_atomic  # noqa: F401 (re-exported)
+from minimner.finite import check_finite
 
 __all__ = [
     "MANIFEST_FORMAT_VERSION", "META_PREFIX", "sha256_file", "sha256_array",
@@ -388,7 +389,9 @@ class KeyAccountant:
             for two source keys that fill the same target, and for targets left
             unfilled; the message names the keys.
         ValueError
-            for a shape mismatch, naming the source key, the target key and both shapes.
+            for a shape mismatch, naming the source key, the target key and both shapes;
+            :class:`~minimner.finite.NonFiniteError` (a ValueError) naming the source key
+            of a tensor holding NaN or inf (after the cast to ``dtype``).
         """
         self.used.clear(), self.ignored.clear(), self.renamed.clear()
         filled: dict[str, str] = {}  # target -> source that filled it
@@ -416,7 +419,9 @@ class KeyAccountant:
                 raise ValueError(f"{where}: shape mismatch for {key!r} -> {tgt!r}: expected {want}, "
                                  f"got {tuple(arr.shape)}")
             if self.dtype is not None and arr.dtype.kind == "f" and arr.dtype != self.dtype:
-                arr = arr.astype(self.dtype)
+                with np.errstate(over="ignore"):             # an overflow to inf is reported just below
+                    arr = arr.astype(self.dtype)
+            check_finite([(key, arr)], where)            # before anything is written or loaded
             out[tgt] = np.ascontiguousarray(arr)
             filled[tgt] = key
             self.used[key] = tgt

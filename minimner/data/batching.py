@@ -89,14 +89,14 @@ def _example(sentence: Sentence, enc, index: int, label_map: Mapping[str, int]) 
     first = np.asarray(enc.first_piece, dtype=np.int64)  # (W,)
     ids = np.asarray(enc.input_ids, dtype=np.int64)      # (T,)
     if first.shape[0] != len(sentence.words) or (first.size and (first.min() < 1 or first.max() >= ids.shape[0] - 1)):
-        raise ValueError(f"line {sentence.line_no}: the tokenizer aligned {first.shape[0]} words "
+        raise ValueError(f"{sentence.where}: the tokenizer aligned {first.shape[0]} words "
                          f"(expected {len(sentence.words)}) or put a first piece outside [CLS] … [SEP]")
     labels = aux = None
     if sentence.tags is not None:
         tags = [normalise_tag(t) for t in sentence.tags]
         unknown = [t for t in tags if t not in label_map]
         if unknown:
-            raise ValueError(f"line {sentence.line_no}: tag {unknown[0]!r} is not in the label map")
+            raise ValueError(f"{sentence.where}: tag {unknown[0]!r} is not in the label map")
         labels, aux = _piece_labels(tags, first, ids.shape[0], label_map)
     return Example(sentence, ids, first, labels, aux, index)
 
@@ -135,15 +135,34 @@ def encode_sentences(tokenizer, sentences: Sequence[Sentence],
                      label_map: Mapping[str, int] | None = None) -> list[Example]:
     """:func:`encode_sentence` for a whole data set (one batched tokenizer call when available).
 
-    Example i gets ``index=i``.
+    Example i gets ``index=i``. A tweet the tokenizer refuses (e.g. longer than the
+    model's positions) raises ValueError naming its ``file:line`` (:attr:`Sentence.where`).
     """
     label_map = TAG2ID if label_map is None else label_map
     words = [s.words for s in sentences]
-    if hasattr(tokenizer, "encode_batch"):
-        encs = tokenizer.encode_batch(words)
-    else:
-        encs = [tokenizer.encode_words(w) for w in words]
+    try:
+        if hasattr(tokenizer, "encode_batch"):
+            encs = tokenizer.encode_batch(words)
+        else:
+            encs = [tokenizer.encode_words(w) for w in words]
+    except ValueError:
+        _raise_for_first_bad(tokenizer, sentences)       # names the tweet's file and line
+        raise                                            # (every tweet alone encodes: the batch error as is)
     return [_example(s, e, i, label_map) for i, (s, e) in enumerate(zip(sentences, encs))]
+
+
+def _raise_for_first_bad(tokenizer, sentences: Sequence[Sentence]) -> None:
+    """Encode the tweets one by one and re-raise the first failure as ``file:line: problem``.
+
+    A tweet from no file and no line (e.g. ``explain --tweet``) keeps the tokenizer's message.
+    """
+    for s in sentences:
+        try:
+            tokenizer.encode_words(s.words)
+        except ValueError as e:
+            if not (s.source or s.line_no):
+                raise
+            raise ValueError(f"{s.where}: {e}") from None
 
 
 @dataclass

@@ -33,6 +33,7 @@ tweet per line, optional ``IMGID:`` lines) for prediction, and
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -41,7 +42,7 @@ from minimner.atomic import write_text_atomic
 from minimner.data.labels import normalise_tag, validate_tag
 
 __all__ = ["Sentence", "DataFormatError", "read_conll", "write_conll", "read_text", "read_released_output",
-           "IMGID_PREFIX"]
+           "read_image_ids", "image_id_problem", "IMGID_PREFIX"]
 
 IMGID_PREFIX = "IMGID:"
 
@@ -70,12 +71,20 @@ class Sentence:
     line_no : int
         1-based line of the first word in its file (word j sits on line ``line_no + j``
         in CoNLL files). Not part of equality, so a round trip compares equal.
+    source : str or None
+        The file it was read from (for error messages); not part of equality.
     """
 
     words: list[str]
     tags: list[str] | None = None
     image_id: str | None = None
     line_no: int = field(default=0, compare=False)
+    source: str | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def where(self) -> str:
+        """``file:line`` of the tweet (``line N`` when the file is unknown), for error messages."""
+        return f"{self.source}:{self.line_no}" if self.source else f"line {self.line_no}"
 
     def __post_init__(self):
         if self.tags is not None and len(self.tags) != len(self.words):
@@ -110,12 +119,52 @@ def _is_blank(line: str) -> bool:
     return line.strip(" \t") == ""
 
 
+def image_id_problem(image_id: str) -> str | None:
+    """Why ``image_id`` is not a plain file name (None when it is one).
+
+    An image id names ``<id>.jpg`` inside the images folder and ``<id>.npy`` inside
+    a features folder, so it must not reach outside them: a path separator, ``.``,
+    ``..`` or an absolute path is refused.
+    """
+    if os.path.isabs(image_id):
+        return "it is an absolute path"
+    if "/" in image_id or "\\" in image_id:
+        return "it contains a path separator"
+    if image_id in (".", ".."):
+        return f"{image_id!r} names a folder"
+    if "\0" in image_id:
+        return "it contains a NUL character"
+    return None
+
+
 def _image_id(path, line_no: int, line: str) -> str:
     image_id = line[len(IMGID_PREFIX):].strip()
     if not image_id or any(c.isspace() for c in image_id):
         raise DataFormatError(path, line_no, f"malformed IMGID line {line!r}: expected 'IMGID:<id>' "
                                              "with a non-empty id and no spaces")
+    problem = image_id_problem(image_id)
+    if problem:
+        raise DataFormatError(path, line_no, f"IMGID {image_id!r} is not a plain image name ({problem}); "
+                                             "an image id names a file inside the images folder")
     return image_id
+
+
+def read_image_ids(path) -> list[str]:
+    """Image ids of a file's ``IMGID:<id>`` lines, in order, each once (the other lines are not read).
+
+    Raises
+    ------
+    FileNotFoundError; DataFormatError naming the file and line for invalid UTF-8 or
+    a malformed or unsafe image id (see :func:`image_id_problem`).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    seen: dict[str, None] = {}
+    for n, line in enumerate(_decode_lines(path), start=1):
+        if line.startswith(IMGID_PREFIX):
+            seen.setdefault(_image_id(path, n, line), None)
+    return list(seen)
 
 
 def read_conll(path, *, allow_special: bool = False, require_image_id: bool = True) -> list[Sentence]:
@@ -157,7 +206,7 @@ def read_conll(path, *, allow_special: bool = False, require_image_id: bool = Tr
     def close():
         nonlocal words, tags, image_id
         if words:
-            sentences.append(Sentence(words, tags, image_id, first))
+            sentences.append(Sentence(words, tags, image_id, first, str(path)))
             words, tags, image_id = [], [], None
 
     for n, line in enumerate(_decode_lines(path), start=1):
@@ -295,7 +344,7 @@ def read_text(path, *, require_image_id: bool = False) -> list[Sentence]:
             continue
         if image_id is None and require_image_id:
             raise DataFormatError(path, n, "tweet without an IMGID line before it")
-        out.append(Sentence(words, None, image_id, n))
+        out.append(Sentence(words, None, image_id, n, str(path)))
         image_id = None
     if image_id is not None:
         raise DataFormatError(path, imgid_line, "IMGID line with no tweet after it")

@@ -14,9 +14,10 @@ Two sources, both optional (a run without them has every image marked missing):
 ``region_mask`` (B, R) and ``objects`` (B, O). A tweet whose image is absent from
 the data (no ``IMGID``), absent from the folder (the features command found the file
 missing or unreadable and wrote nothing) gets zero features and an all-0 region mask —
-the same input either way, never another tweet's picture. ``remap`` replaces each image
-id by another (for the "shuffled images" control: the model sees a random other tweet's
-picture and objects).
+the same input either way, never another tweet's picture. A feature file that exists
+must be a finite float grid of the folder's shape, else the error names it. ``remap``
+replaces each image id by another (for the "shuffled images" control: the model sees a
+random other tweet's picture and objects).
 
 Dimension legend: B batch, R regions (h·w, 49 at 224×224), C_img feature size
 (512 for ResNet-18/34, 2048 for ResNet-50+), O object slots (5).
@@ -77,13 +78,57 @@ class ImageFeatures:
             self.settings = json.loads(path.read_text(encoding="utf-8"))
             self.channels = feature_channels(self.settings["arch"])
             side = math.ceil(int(self.settings["size"]) / 32)
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+        except KeyError as e:
+            raise ValueError(f"{path}: malformed features settings (no key {e.args[0]!r})") from None
+        except (json.JSONDecodeError, UnicodeDecodeError, TypeError, ValueError) as e:
             raise ValueError(f"{path}: malformed features settings ({e})") from None
+        if side < 1:
+            raise ValueError(f"{path}: malformed features settings (size {self.settings['size']!r} < 1)")
         self.grid = (side, side)
         self.regions = side * side
 
     def path(self, split: str, image_id: str) -> Path:
         return self.root / split / f"{image_id}.npy"
+
+    def _read_grid(self, p: Path) -> np.ndarray:
+        """One ``.npy`` grid (R, C_img), checked: readable, floating point, the run's shape, finite.
+
+        Raises
+        ------
+        ValueError
+            naming the file and what is wrong with it.
+        """
+        redo = "; delete it and rerun `python -m minimner features` to recompute it"
+        try:
+            g = np.load(p, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as e:
+            raise ValueError(f"{p}: unreadable feature file ({e}){redo}") from None
+        if g.dtype.kind != "f":
+            raise ValueError(f"{p}: feature grid has dtype {g.dtype}, expected float32 or float16{redo}")
+        if g.shape != (self.regions, self.channels):
+            raise ValueError(f"{p}: feature grid has shape {g.shape}, expected (R, C_img) = "
+                             f"{(self.regions, self.channels)} (features.json: {self.settings.get('arch')}, "
+                             f"size {self.settings.get('size')})")
+        if not np.isfinite(g).all():                  # the fast test (~40 µs a grid); count only when it fails
+            bad = int(g.size - np.isfinite(g).sum())
+            raise ValueError(f"{p}: feature grid holds {bad} NaN/inf value{'s' if bad != 1 else ''}{redo}")
+        return g
+
+    def has(self, split: str, image_id: str | None) -> bool:
+        """Whether ``image_id`` has a feature file in ``split`` (None: no image)."""
+        return image_id is not None and self.path(split, image_id).is_file()
+
+    def same_extractor(self, recorded: Mapping | None) -> list[str]:
+        """The settings that differ from ``recorded`` (a run's ``features_settings``): [] when the same.
+
+        Compared: the architecture, the crop size, the ResNet weights' SHA-256 and the
+        storage dtype; a folder re-extracted with other weights gives other features,
+        which a trained model would read as nonsense without any error.
+        """
+        if not recorded:
+            return []
+        keys = ("arch", "size", "weights_sha256", "dtype")
+        return [k for k in keys if k in recorded and self.settings.get(k) != recorded.get(k)]
 
     def lookup(self, split: str, image_ids) -> tuple[np.ndarray, np.ndarray]:
         """Host arrays ``(grid (B, R, C_img) float32, present (B,) bool)`` for ``image_ids``.
@@ -104,16 +149,7 @@ class ImageFeatures:
             p = self.path(split, image_id)
             if not p.is_file():
                 continue
-            try:
-                g = np.load(p, allow_pickle=False)
-            except (ValueError, OSError, EOFError) as e:
-                raise ValueError(f"{p}: unreadable feature file ({e}); delete it and rerun "
-                                 "`python -m minimner features` to recompute it") from None
-            if g.shape != (self.regions, self.channels):
-                raise ValueError(f"{p}: feature grid has shape {g.shape}, expected (R, C_img) = "
-                                 f"{(self.regions, self.channels)} (features.json: {self.settings.get('arch')}, "
-                                 f"size {self.settings.get('size')})")
-            grid[b] = g                                                       # float16 files are widened here
+            grid[b] = self._read_grid(p)                                      # float16 files are widened here
             present[b] = True
         return grid, present
 
@@ -133,6 +169,27 @@ class MultimodalSource:
     def __init__(self, split: str, features: ImageFeatures | None = None, objects: Mapping | None = None,
                  remap: Mapping | None = None, slots: int = 5):
         self.split, self.features, self.objects, self.remap, self.slots = split, features, objects, remap, int(slots)
+
+    def coverage(self, sentences) -> dict:
+        """How many of ``sentences`` have image features and objects in this split.
+
+        Returns ``{"tweets", "with_image_id", "with_features", "with_objects"}``;
+        ``with_features`` / ``with_objects`` are None when the source has no features
+        folder / object table (not asked for). A tweet "has objects" when its image
+        has an entry in the table, even an empty one (the detector found nothing).
+        """
+        from minimner.vision.objects import image_key
+
+        ids = [s.image_id for s in sentences]
+        if self.remap is not None:
+            ids = [None if i is None else self.remap.get(i, i) for i in ids]
+        out = {"tweets": len(ids), "with_image_id": sum(i is not None for i in ids),
+               "with_features": None, "with_objects": None}
+        if self.features is not None:
+            out["with_features"] = sum(self.features.has(self.split, i) for i in ids)
+        if self.objects is not None:
+            out["with_objects"] = sum(i is not None and image_key(i) in self.objects for i in ids)
+        return out
 
     def image_ids(self, batch) -> list:
         ids = [s.image_id for s in batch.sentences]

@@ -150,7 +150,7 @@ def load_object_json(path) -> dict:
     if not p.is_file():
         raise FileNotFoundError(f"object label file not found: {p}")
     try:
-        raw = json.loads(p.read_text(encoding="utf-8"))
+        raw = json.loads(p.read_text(encoding="utf-8-sig"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ValueError(f"{p}: not valid JSON: {e}") from None
     return _normalise_table(raw, p)
@@ -190,10 +190,50 @@ def load_object_torch(path) -> dict:
             raw = torch.load(str(p), map_location="cpu", weights_only=True)
     except Exception as e:
         raise ValueError(f"{p}: refused or unreadable (loaded with weights_only=True, which never executes "
-                         f"code from the file): {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from e
+                         f"code from the file): {type(e).__name__}: {_torch_reason(e)}") from None
     return _normalise_table(raw, p)
 
 
+def _torch_reason(e: Exception) -> str:
+    """The line of torch's error that says what is wrong with the file, without its advice to load it unsafely."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    specific = [ln for ln in lines if "GLOBAL" in ln or "Unsupported" in ln]
+    if specific:
+        return specific[0]
+    safe = [ln for ln in lines if "weights_only" not in ln and "torch.load" not in ln]
+    return safe[0] if safe else "the file holds something other than tensors, numbers, strings and lists"
+
+
+def _object_file_kind(p: Path) -> str:
+    """``"json"``, ``"torch"`` or ``"unknown"``, from the file's first bytes (never its suffix).
+
+    A torch save is a zip archive (``PK\\x03\\x04``, torch ≥ 1.6) or a bare pickle
+    (protocol byte ``\\x80``); JSON starts, after an optional byte-order mark and
+    white space, with ``{`` (or ``[``/``"``, refused later as not a mapping).
+    """
+    with open(p, "rb") as f:
+        head = f.read(64)
+    if head.startswith(b"PK\x03\x04") or head.startswith(b"\x80"):
+        return "torch"
+    text = head.removeprefix(b"\xef\xbb\xbf").lstrip()
+    if text[:1] in (b"{", b"[", b'"') or not text:
+        return "json"
+    return "unknown"
+
+
 def load_objects(path) -> dict:
-    """:func:`load_object_json` for ``.json``, else :func:`load_object_torch`."""
-    return load_object_json(path) if str(path).lower().endswith(".json") else load_object_torch(path)
+    """Read an object-label file, recognising JSON or a torch save by its content (not its suffix).
+
+    Raises
+    ------
+    FileNotFoundError; ValueError naming the file when it is neither (or, from the
+    loaders, a bad entry); RuntimeError for a torch file without torch.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"object label file not found: {p}")
+    kind = _object_file_kind(p)
+    if kind == "unknown":
+        raise ValueError(f"{p}: not an object-label file: neither JSON {{image: [labels]}} nor a torch save "
+                         "(it starts with neither '{' nor a zip/pickle header)")
+    return load_object_json(p) if kind == "json" else load_object_torch(p)

@@ -125,3 +125,79 @@ def test_bad_arguments(setup, tmp_path, capsys):
     args = _args(setup, tmp_path / "o")
     args[args.index("--weights") + 1] = str(tmp_path / "nope.npz")
     assert main(args) == 2 and "not found" in capsys.readouterr().err
+
+
+def _data_with(tmp_path, train_text):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "train.txt").write_bytes(train_text if isinstance(train_text, bytes) else train_text.encode())
+    return data
+
+
+@pytest.mark.parametrize("image_id,problem", [("../escape", "it contains a path separator"),
+                                              ("/tmp/escape", "it is an absolute path")])
+def test_an_image_id_outside_the_folders_is_refused(setup, tmp_path, capsys, image_id, problem):
+    """``IMGID:../x``: no image read outside --images, nothing written outside (or inside) --out."""
+    data = _data_with(tmp_path, f"IMGID:17_06_0\nRT\tO\n\nIMGID:{image_id}\nx\tO\n")
+    out = tmp_path / "nest" / "out"
+    args = _args(setup, out)
+    args[args.index("--ids") + 1] = str(data)
+    assert main(args) == 2
+    assert capsys.readouterr().err == (f"minimner features: error: {data / 'train.txt'}:4: IMGID {image_id!r} is "
+                                       f"not a plain image name ({problem}); an image id names a file inside "
+                                       "the images folder\n")
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["data", "train.txt"]
+
+
+def test_a_non_utf8_ids_file_names_file_and_line(setup, tmp_path, capsys):
+    data = _data_with(tmp_path, b"IMGID:1\nRT\tO\n\nIMGID:2\ncaf\xe9\tO\n")
+    args = _args(setup, tmp_path / "out")
+    args[args.index("--ids") + 1] = str(data)
+    assert main(args) == 2
+    assert capsys.readouterr().err == (f"minimner features: error: {data / 'train.txt'}:5: invalid UTF-8 (byte "
+                                       "0xe9 at column 4): invalid continuation byte\n")
+
+
+def test_a_corrupt_features_json_and_stale_temporaries(setup, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(_args(setup, out, "--splits", "test")) == 0
+    stale = [out / ".summary.json.tmp-999999999-a1b2c3d4", out / "test" / ".900.npy.tmp-999999999-x9y8z7w6"]
+    for p in stale:
+        p.write_bytes(b"half")                                               # as kill -9 leaves them
+    assert main(_args(setup, out, "--splits", "test")) == 0
+    assert not any(p.exists() for p in stale)
+    (out / "features.json").write_text('{"arch": "resnet18",')
+    assert main(_args(setup, out, "--splits", "test")) == 2
+    assert capsys.readouterr().err.endswith(
+        f"minimner features: error: {out / 'features.json'}: not valid UTF-8 JSON (Expecting property name "
+        "enclosed in double quotes: line 1 column 21 (char 20)); delete it or use a new --out folder\n")
+
+
+def test_nan_weights_write_no_features(setup, tmp_path, capsys):
+    state = {k: np.asarray(v).copy() for k, v in setup["model"].state_dict().items()}
+    state["conv1.weight"][0, 0, 0, 0] = np.nan
+    weights = tmp_path / "nan.npz"
+    io.write_npz_atomic(weights, state)
+    args = _args(setup, tmp_path / "out")
+    args[args.index("--weights") + 1] = str(weights)
+    assert main(args) == 2
+    assert capsys.readouterr().err == (f"minimner features: error: {weights}: tensor 'conv1.weight' holds 1 NaN/inf "
+                                       "value\n")
+    assert not list((tmp_path / "out").rglob("*.npy"))
+
+
+def test_a_nan_grid_is_never_written(setup, tmp_path, capsys, monkeypatch):
+    real = R.ResNet.features
+
+    def nan_for_the_second(self, images):                      # as overflowing activations would
+        out = real(self, images)
+        out[1, 0, 0, 0] = np.nan
+        return out
+
+    monkeypatch.setattr(R.ResNet, "features", nan_for_the_second)
+    out = tmp_path / "out"
+    assert main(_args(setup, out, "--splits", "test")) == 2
+    assert capsys.readouterr().err == (f"minimner features: error: {setup['images'] / '901.jpg'}: the ResNet "
+                                       f"({setup['weights']}) gave 1 NaN/inf feature value for this image; nothing "
+                                       "was written for it\n")
+    assert not list(out.rglob("*.npy"))

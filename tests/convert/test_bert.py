@@ -219,3 +219,18 @@ def test_minilm_one_command_matches_committed_manifest(minilm_npz):
 def test_minilm_npz_equals_folder(minilm_npz):
     assert conv.default_minilm_dir() == minilm_dir()
     _same_weights(BertModel.from_pretrained(minilm_npz), BertModel.from_pretrained(minilm_dir()))
+
+
+def test_nan_weight_is_refused_before_anything_is_written(tmp_path, tiny, capsys):
+    """A corrupted value (NaN) in the source: convert names the tensor and writes neither file."""
+    state = _hf_style_state(tiny)
+    state["bert.encoder.layer.1.attention.self.query.weight"][2, 3] = np.nan
+    src = _write_folder(tmp_path / "src", state)
+    dst = tmp_path / "out" / "bert.npz"
+    assert cli_main(["convert", "bert", str(src), str(dst)]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"minimner convert: error: {src / 'model.safetensors'}: tensor "
+                   "'bert.encoder.layer.1.attention.self.query.weight' holds 1 NaN/inf value\n")
+    assert not dst.exists() and not conv.manifest_path(dst).exists()
+    with pytest.raises(ValueError, match="holds 1 NaN/inf value"):           # loading refuses it too
+        BertModel.from_pretrained(src)

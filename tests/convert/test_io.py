@@ -270,3 +270,15 @@ def test_expected_shapes_from_module():
     from minimner.nn.layers import Linear
 
     assert io.expected_shapes(Linear(3, 2)) == {"weight": (2, 3), "bias": (2,)}
+
+
+def test_accountant_refuses_non_finite_and_float64_overflow():
+    acc = io.KeyAccountant()
+    with pytest.raises(ValueError) as e:
+        acc.apply({"w": np.array([1.0, np.nan], dtype=np.float32)}, {"w": (2,)}, where="src.bin")
+    assert str(e.value) == "src.bin: tensor 'w' holds 1 NaN/inf value"
+    with pytest.raises(ValueError) as e:                                   # finite in float64, inf in float32
+        acc.apply({"w": np.array([1e300, 1.0])}, {"w": (2,)}, where="src.bin")
+    assert str(e.value) == "src.bin: tensor 'w' holds 1 NaN/inf value"
+    out = acc.apply({"w": np.array([1.0, 2.0]), "ids": np.arange(2)}, {"w": (2,), "ids": (2,)})
+    assert out["w"].dtype == np.float32

@@ -174,3 +174,20 @@ def test_cli_convert_resnet(tmp_path, capsys):
     assert rc == 2 and "not filled" in err and "layer1.2.conv1.weight" in err
     assert cli_main(["convert", "resnet", str(tmp_path / "nope.pth"), str(tmp_path / "o.npz")]) == 2
     assert "not found" in capsys.readouterr().err
+
+
+def test_nan_weight_is_refused(tmp_path):
+    """``convert resnet`` and ``load_model`` (used by ``features``) refuse a NaN or inf weight."""
+    from safetensors.numpy import save_file
+
+    sd = _random_state()
+    sd["layer2.0.bn1.running_var"][5] = np.inf
+    src = tmp_path / "model.safetensors"
+    save_file({k: np.ascontiguousarray(v) for k, v in sd.items()}, str(src))
+    dst = tmp_path / "resnet18.npz"
+    with pytest.raises(ValueError) as e:
+        C.convert_file(src, dst, "resnet18")
+    assert str(e.value) == f"{src}: tensor 'layer2.0.bn1.running_var' holds 1 NaN/inf value"
+    assert not dst.exists() and not C.manifest_path(dst).exists()
+    with pytest.raises(ValueError, match="'layer2.0.bn1.running_var' holds 1 NaN/inf value"):
+        C.load_model(src, "resnet18")

@@ -154,3 +154,20 @@ def test_batching_keeps_every_example_exactly(word_lengths, batch_size, seed):
             assert b.labels[row, :n].tolist() == exs[i].labels.tolist()
             seen[i] = seen.get(i, 0) + 1
     assert seen == {i: 1 for i in range(len(exs))}
+
+
+@pytest.mark.skipif(minilm_dir() is None, reason="MiniLM tokenizer package not installed")
+def test_an_over_long_tweet_is_named_by_file_and_line(tmp_path):
+    """The tokenizer refuses a tweet longer than the positions; the error names that tweet's file:line."""
+    from minimner.data.conll import read_conll
+    from minimner.tokenization import BertWordPieceTokenizer
+
+    tok = BertWordPieceTokenizer.from_pretrained(minilm_dir())
+    path = tmp_path / "train.txt"
+    n = tok.max_length                                      # "the" is one piece: n words need n + 2 pieces
+    assert tok.encode_words(["the"]).input_ids.shape == (3,)
+    path.write_text("IMGID:1\nok\tO\n\nIMGID:2\n" + "the\tO\n" * n, encoding="utf-8")
+    with pytest.raises(ValueError) as e:
+        encode_sentences(tok, read_conll(path))
+    assert str(e.value) == (f"{path}:5: sentence of {n} words needs {n + 2} word pieces with [CLS]/[SEP], more "
+                            f"than the model's {n} positions; split it (minimner never truncates silently)")

@@ -7,8 +7,8 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from minimner.data.conll import (DataFormatError, Sentence, read_conll, read_released_output, read_text,
-                                 write_conll)
+from minimner.data.conll import (DataFormatError, Sentence, image_id_problem, read_conll, read_image_ids,
+                                 read_released_output, read_text, write_conll)
 from minimner.data.labels import WORD_TAGS
 from minimner.metrics import get_entities
 
@@ -218,3 +218,38 @@ def test_real_files(shared_data, tmp_path, name, n_tweets, n_entities):
     out = tmp_path / "copy.txt"
     write_conll(out, s)
     assert read_conll(out) == s
+
+
+@pytest.mark.parametrize("image_id,problem", [
+    ("../x", "it contains a path separator"),
+    ("../../etc/passwd", "it contains a path separator"),
+    ("/tmp/x", "it is an absolute path"),
+    ("a\\b", "it contains a path separator"),
+    ("..", "'..' names a folder"),
+    (".", "'.' names a folder"),
+])
+def test_image_ids_are_plain_names(tmp_path, image_id, problem):
+    """An IMGID that could reach outside the images or features folder is refused with file and line."""
+    p = _write(tmp_path, f"IMGID:1\na\tO\n\nIMGID:{image_id}\nb\tO\n")
+    message = (f"{p}:4: IMGID {image_id!r} is not a plain image name ({problem}); "
+               "an image id names a file inside the images folder")
+    for read in (read_conll, read_text, read_image_ids):
+        with pytest.raises(DataFormatError) as e:
+            read(p)
+        assert str(e.value) == message
+    assert image_id_problem("17_06_12483") is None and image_id_problem("a..b") is None
+
+
+def test_read_image_ids_reads_only_imgid_lines(tmp_path):
+    p = _write(tmp_path, "IMGID:7\nanything here\n\nIMGID:8\nx\ty\nIMGID:7\n")
+    assert read_image_ids(p) == ["7", "8"]
+    bad = _write(tmp_path, b"IMGID:1\na\xff\n")
+    with pytest.raises(DataFormatError) as e:
+        read_image_ids(bad)
+    assert str(e.value) == f"{bad}:2: invalid UTF-8 (byte 0xff at column 2): invalid start byte"
+
+
+def test_sentences_know_their_file(tmp_path):
+    p = _write(tmp_path, "IMGID:1\na\tO\nb\tO\n\nIMGID:2\nc\tO\n")
+    assert [s.where for s in read_conll(p)] == [f"{p}:2", f"{p}:6"]
+    assert Sentence(["a"], line_no=3).where == "line 3"

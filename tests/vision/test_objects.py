@@ -87,3 +87,40 @@ def test_torch_loader_refuses_code(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="weights_only"):
         O.load_object_torch(p)
     assert not (tmp_path / "EVIL_OBJECTS").exists()
+
+
+@pytest.mark.parity
+def test_a_refused_torch_file_does_not_repeat_torchs_advice(tmp_path):
+    pytest.importorskip("torch")
+    import pickle
+
+    p = tmp_path / "objects.json"                                       # a pickle, whatever the suffix says
+    p.write_bytes(pickle.dumps({"1.jpg": _Evil()}, protocol=2))
+    with pytest.raises(ValueError) as e:
+        O.load_objects(p)
+    assert str(e.value) == (f"{p}: refused or unreadable (loaded with weights_only=True, which never executes code "
+                            "from the file): UnpicklingError: Trying to load unsupported GLOBAL posix.system whose "
+                            "module posix is blocked.")
+
+
+def test_the_kind_of_file_comes_from_its_content_not_its_suffix(tmp_path):
+    """JSON named .pt is read as JSON (never handed to torch); a file that is neither is refused."""
+    as_pt = tmp_path / "objects.pt"
+    as_pt.write_text('\ufeff  {"1.jpg": ["person"]}', encoding="utf-8")      # BOM and spaces before the brace
+    assert O.load_objects(as_pt) == {"1": [1]}
+    junk = tmp_path / "objects.json"
+    junk.write_bytes(b"person,car\n")
+    with pytest.raises(ValueError) as e:
+        O.load_objects(junk)
+    assert str(e.value) == (f"{junk}: not an object-label file: neither JSON {{image: [labels]}} nor a torch save "
+                            "(it starts with neither '{' nor a zip/pickle header)")
+    with pytest.raises(FileNotFoundError, match="object label file not found"):
+        O.load_objects(tmp_path / "missing.pt")
+
+
+@pytest.mark.parity
+def test_torch_save_named_json_is_read_as_torch(tmp_path):
+    torch = pytest.importorskip("torch")
+    p = tmp_path / "objects.json"
+    torch.save({"1.jpg": [1, 3]}, p)
+    assert O.load_objects(p) == {"1": [1, 3]}
