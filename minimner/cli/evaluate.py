@@ -13,6 +13,9 @@ def register(subparsers) -> None:
     p.add_argument("--unconstrained", action="store_true", help="plain Viterbi instead of constrained decoding")
     p.add_argument("--strict", action="store_true", help="print the strict IOB2 table instead of the default one")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument("--limit", type=int, default=0, metavar="N",
+                   help="score only the first N tweets of the split, for a quick look (0 = all); the files "
+                        "written are then named eval-SPLIT-firstN.json / pred-SPLIT-firstN.txt")
     p.add_argument("--features", default=None, metavar="DIR",
                    help="mgcmt runs: image features folder (default: the one recorded in the run)")
     p.add_argument("--objects", default=None, metavar="FILE",
@@ -26,6 +29,7 @@ def run(args) -> int:
     from pathlib import Path
 
     from minimner.atomic import write_text_atomic
+    from minimner.cli import CLIError
     from minimner.data.batching import encode_sentences
     from minimner.data.conll import read_conll, write_conll
     from minimner.metrics import format_table
@@ -36,15 +40,22 @@ def run(args) -> int:
     path = data / f"{args.split}.txt"
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found (choose --split or --data)")
+    if args.limit < 0:
+        raise CLIError(f"--limit must be 0 (all tweets) or a positive number, got {args.limit}")
     sents = read_conll(path)
+    if args.limit:
+        sents = sents[:args.limit]
     examples = encode_sentences(tok, sents)
     source = run_source(info, args.split, features=args.features, objects=args.objects)
     pred, scores = evaluate_examples(model, sents, examples, constrained=not args.unconstrained,
                                      desc=args.split, progress=not args.no_progress, source=source)
     run_dir = Path(args.run)
-    result = {"split": args.split, "file": str(path), "constrained": not args.unconstrained, **scores}
-    write_text_atomic(run_dir / f"eval-{args.split}.json", json.dumps(result, indent=2))
-    write_conll(run_dir / f"pred-{args.split}.txt", sents, tags=pred)
+    # A partial score never overwrites the full one (benchmarks read eval-SPLIT.json).
+    name = f"{args.split}-first{args.limit}" if args.limit else args.split
+    result = {"split": args.split, "file": str(path), "tweets": len(sents), "limit": args.limit or None,
+              "constrained": not args.unconstrained, **scores}
+    write_text_atomic(run_dir / f"eval-{name}.json", json.dumps(result, indent=2))
+    write_conll(run_dir / f"pred-{name}.txt", sents, tags=pred)
     if args.json:
         print(json.dumps(result))
     else:
