@@ -8,7 +8,9 @@ Dimension legend: R regions (49 = 7×7 at 224×224), C channels (2048 for ResNet
   ``test.txt`` in DATA_DIR (those present); the image is ``DIR/<id>.jpg``.
 * Each image is preprocessed by :mod:`minimner.vision.images` (train split:
   seeded random crop + flip; valid/test: resize 256 + centre crop 224; SPEC §8.4),
-  batched through an eval-mode, BN-folded ResNet, and its grid is stored as
+  batched through an eval-mode, BN-folded ResNet
+  (:class:`minimner.vision.features.FeatureExtractor`, the same code ``predict --images``
+  and ``explain --image`` run on the fly), and its grid is stored as
   ``OUT/<split>/<id>.npy`` with shape (R, C) (region r = 7·row + col) in float32
   or float16.
 * **Resumable**: each ``.npy`` is written to a temporary file and renamed into
@@ -29,7 +31,6 @@ from pathlib import Path
 
 import numpy as np
 
-from minimner import backend
 from minimner.atomic import write_json_atomic, write_npy_atomic
 
 SPLITS = ("train", "valid", "test")
@@ -106,9 +107,8 @@ def run(args) -> int:
     from tqdm import tqdm
 
     from minimner.cli import CLIError
-    from minimner.convert.resnet import load_model
-    from minimner.models.resnet import ResNet, arch_depth
-    from minimner.vision.images import load_batch
+    from minimner.models.resnet import arch_depth
+    from minimner.vision.features import FeatureExtractor, load_resnet
 
     images_dir, data_dir, out = Path(args.images), Path(args.ids), Path(args.out)
     if not images_dir.is_dir():
@@ -149,10 +149,7 @@ def run(args) -> int:
     log.setLevel(logging.INFO)
     dtype = np.dtype(args.dtype)
 
-    model = load_model(args.weights, depth)
-    if backend.get_backend() == "cupy":
-        model.to("cupy")
-    model.fold_bn()
+    extractor = FeatureExtractor(load_resnet(args.weights, f"resnet{depth}"), size=args.size, arch=f"resnet{depth}")
     summary = OrderedDict(settings=settings_path.name, splits=OrderedDict())
     start = time.time()
     try:
@@ -169,16 +166,12 @@ def run(args) -> int:
             for b0 in range(0, len(todo), args.batch_size):
                 chunk = todo[b0:b0 + args.batch_size]
                 paths = [image_path(images_dir, i) for i in chunk]
-                batch, present, results = load_batch(paths, train=train, seed=args.seed, image_ids=chunk,
-                                                     size=args.size)
-                for i, r in zip(chunk, results):
+                grids, results = extractor.grids(paths, image_ids=chunk, train=train, seed=args.seed)
+                for i, g, r in zip(chunk, grids, results):                        # g: (R, C) or None
                     if r.missing:
                         info["missing"][i] = r.reason
                     info["upscaled"] += int(r.upscaled)
-                if present.any():
-                    x = backend.asarray(batch[present], backend=backend.get_backend())  # (b, 3, S, S)
-                    grid = backend.asnumpy(ResNet.regions(model.features(x)))          # (b, R, C)
-                    for i, g in zip([i for i, p in zip(chunk, present) if p], grid):
+                    if g is not None:
                         write_npy_atomic(folder / f"{i}.npy", np.ascontiguousarray(g, dtype=dtype))
                         info["written"] += 1
                 bar.update(len(chunk))
