@@ -280,12 +280,14 @@ def _multimodal(cfg: TrainConfig, data: Path, out: Path, resume: bool, table, lo
     return mcfg.to_dict(), vocab, features, objects
 
 
-def run_source(info: dict, split: str, features=None, objects=None):
-    """The image/object source of split ``split`` for a run (None for the text-only tagger).
+def run_source(info: dict, split: str | None, features=None, objects=None):
+    """The image/object source of tweets from ``split`` for a run (None for the text-only tagger).
 
-    ``features`` / ``objects`` override the run's recorded paths (e.g. new images at prediction
-    time); otherwise the paths in ``run.json`` are used. A recorded folder that no longer exists
-    is an error, never a silent switch to "no images".
+    Each tweet's features are taken from ``split``'s sub-folder of the features folder, or, when
+    they are not there (or ``split`` is None: tweets of any origin), from whichever sub-folder
+    holds its image id. ``features`` / ``objects`` override the run's recorded paths (e.g. new
+    images at prediction time); otherwise the paths in ``run.json`` are used. A recorded folder
+    that no longer exists is an error, never a silent switch to "no images".
     """
     if info.get("config", {}).get("model", "text-crf") != "mgcmt":
         if features or objects:
@@ -302,7 +304,7 @@ def run_source(info: dict, split: str, features=None, objects=None):
         raise ValueError(f"the features in {feat_path} are {feats.regions} regions × {feats.channels}; the run's "
                          f"model expects {mcfg['regions']} × {mcfg['image_dim']}")
     return MultimodalSource(split, feats, load_objects(obj_path) if obj_path else None,
-                            slots=mcfg["object_slots"])
+                            slots=mcfg["object_slots"], search=True)
 
 
 def _augment_record(cfg: TrainConfig, table) -> dict:

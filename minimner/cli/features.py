@@ -34,7 +34,6 @@ import numpy as np
 from minimner.atomic import write_json_atomic, write_npy_atomic
 
 SPLITS = ("train", "valid", "test")
-_EXTS = (".jpg", ".jpeg", ".png", ".JPG", ".JPEG", ".PNG")
 
 
 def register(subparsers) -> None:
@@ -77,18 +76,6 @@ def read_image_ids(path) -> list[str]:
     return list(seen)
 
 
-def image_path(folder: Path, image_id: str) -> Path:
-    """``folder/<id>.jpg`` (or another common extension if only that exists)."""
-    first = folder / f"{image_id}.jpg"
-    if first.exists():
-        return first
-    for ext in _EXTS[1:]:
-        cand = folder / f"{image_id}{ext}"
-        if cand.exists():
-            return cand
-    return first
-
-
 # ----------------------------------------------------------------------------- command
 def _settings(args, depth, splits) -> dict:
     from minimner.convert.io import sha256_file
@@ -108,7 +95,7 @@ def run(args) -> int:
 
     from minimner.cli import CLIError
     from minimner.models.resnet import arch_depth
-    from minimner.vision.features import FeatureExtractor, load_resnet
+    from minimner.vision.features import FeatureExtractor, image_file, load_resnet
 
     images_dir, data_dir, out = Path(args.images), Path(args.ids), Path(args.out)
     if not images_dir.is_dir():
@@ -165,7 +152,7 @@ def run(args) -> int:
             bar = tqdm(total=len(todo), desc=f"features {split}", unit="img", disable=args.no_progress)
             for b0 in range(0, len(todo), args.batch_size):
                 chunk = todo[b0:b0 + args.batch_size]
-                paths = [image_path(images_dir, i) for i in chunk]
+                paths = [image_file(i, images_dir) for i in chunk]
                 grids, results = extractor.grids(paths, image_ids=chunk, train=train, seed=args.seed)
                 for i, g, r in zip(chunk, grids, results):                        # g: (R, C) or None
                     if r.missing:

@@ -25,7 +25,32 @@ import numpy as np
 from minimner import backend
 from minimner.vision.images import CROP, load_batch
 
-__all__ = ["FeatureExtractor", "load_resnet"]
+__all__ = ["FeatureExtractor", "load_resnet", "image_file", "IMAGE_EXTENSIONS"]
+
+#: File extensions tried for an image id (``<id>.jpg`` first, the data sets' own).
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".JPG", ".JPEG", ".PNG")
+
+
+def image_file(image_id: str, folder=None) -> Path:
+    """The picture file of a tweet's ``IMGID``.
+
+    An id that names a file, i.e. ends in an image extension (``1015799.jpg``, ``photos/me.png``),
+    is that path (relative to ``folder`` when given and the path is relative). Any other id is
+    ``folder/<id>.jpg``, or ``<id>`` with another extension of :data:`IMAGE_EXTENSIONS` if only
+    that exists. The path may not exist; the caller reports it (a missing picture is never replaced).
+    """
+    folder = Path(folder) if folder is not None else Path(".")
+    if Path(image_id).suffix in IMAGE_EXTENSIONS:
+        p = Path(image_id).expanduser()
+        return p if p.is_absolute() else folder / p
+    first = folder / f"{image_id}.jpg"
+    if first.exists():
+        return first
+    for ext in IMAGE_EXTENSIONS[1:]:
+        cand = folder / f"{image_id}{ext}"
+        if cand.exists():
+            return cand
+    return first
 
 
 def load_resnet(weights, arch: str, sha256: str | None = None):
