@@ -24,8 +24,27 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
+def image_report(source, sentences) -> dict | None:
+    """``{"used": n, "missing": {kind: n}}`` of the tweets' pictures (None for a text-only run).
+
+    Kinds: no IMGID, not in the features folder, the run has no image features."""
+    from minimner.cli.predict import missing_kind
+
+    if source is None:
+        return None
+    used, missing = 0, {}
+    for s in sentences:
+        ok, why = source.image_status(s.image_id)
+        if ok:
+            used += 1
+        else:
+            missing[missing_kind(why)] = missing.get(missing_kind(why), 0) + 1
+    return {"used": used, "missing": missing}
+
+
 def run(args) -> int:
     import json
+    import sys
     from pathlib import Path
 
     from minimner.atomic import write_text_atomic
@@ -47,13 +66,17 @@ def run(args) -> int:
         sents = sents[:args.limit]
     examples = encode_sentences(tok, sents)
     source = run_source(info, args.split, features=args.features, objects=args.objects)
+    images = image_report(source, sents)
+    if images is not None:
+        print(f"images: {images['used']} of {len(sents)} tweets read their picture"
+              + "".join(f"; {n} missing ({why})" for why, n in sorted(images["missing"].items())), file=sys.stderr)
     pred, scores = evaluate_examples(model, sents, examples, constrained=not args.unconstrained,
                                      desc=args.split, progress=not args.no_progress, source=source)
     run_dir = Path(args.run)
     # A partial score never overwrites the full one (benchmarks read eval-SPLIT.json).
     name = f"{args.split}-first{args.limit}" if args.limit else args.split
     result = {"split": args.split, "file": str(path), "tweets": len(sents), "limit": args.limit or None,
-              "constrained": not args.unconstrained, **scores}
+              "constrained": not args.unconstrained, **({} if images is None else {"images": images}), **scores}
     write_text_atomic(run_dir / f"eval-{name}.json", json.dumps(result, indent=2))
     write_conll(run_dir / f"pred-{name}.txt", sents, tags=pred)
     if args.json:

@@ -250,7 +250,7 @@ def _summary(n_done: int, n_bad: int, used: int, missing: dict, multimodal: bool
     return text
 
 
-def _kind(why: str) -> str:
+def missing_kind(why: str) -> str:
     """The short kind of a missing-image reason, for the summary."""
     for kind in ("no IMGID", "no file", "unreadable", "not in the features folder", "no image features"):
         if kind in why:
@@ -305,7 +305,7 @@ def run(args) -> int:
                 if status[0]:
                     used += 1
                 else:
-                    missing[_kind(status[1])] = missing.get(_kind(status[1]), 0) + 1
+                    missing[missing_kind(status[1])] = missing.get(missing_kind(status[1]), 0) + 1
             examples = [ex for _, ex in good]
             for i, ex in enumerate(examples):
                 ex.index = i

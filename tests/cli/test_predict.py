@@ -113,6 +113,10 @@ def test_valid_tweets_get_their_pictures_from_the_features_folder(mm, tmp_path, 
     assert main(["evaluate", "--run", str(mm["run"]), "--split", "valid", "--no-progress"]) == 0
     assert [s.tags for s in read_conll(tmp_path / "pred.txt")] == [
         s.tags for s in read_conll(mm["run"] / "pred-valid.txt")]
+    images = json.loads((mm["run"] / "eval-valid.json").read_text())["images"]
+    missing = len(gold) - len(used)
+    assert images == {"used": len(used), "missing": {"not in the features folder": missing} if missing else {}}
+    assert f"images: {len(used)} of {len(gold)} tweets read their picture" in capsys.readouterr().err
 
 
 def test_unknown_image_ids_and_plain_text_are_reported(mm, tmp_path, capsys):
