@@ -26,7 +26,7 @@ pytestmark = pytest.mark.slow
 
 def _quick_start_lines() -> list[str]:
     text = (ROOT / "README.md").read_text(encoding="utf-8")
-    section = text.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    section = text.split("## Quick start", 1)[1].split("\n## ", 1)[0].split("\n### ", 1)[0]
     return [ln.strip().split("  #")[0].strip() for ln in section.splitlines() if ln.startswith("    python -m minimner")]
 
 

@@ -207,3 +207,29 @@ def test_explain_takes_a_picture_file(mm, tmp_path, capsys):
     assert main(["explain", "--run", str(mm["run"]), "--tweet", " ".join(s.words), "--image",
                  str(tmp_path / "bad.jpg"), "--out", str(png)]) == 0
     assert "missing (unreadable" in capsys.readouterr().out
+
+
+def test_the_readme_own_tweet_commands_work(mm, tmp_path, monkeypatch, capsys):
+    """The README's "Your own tweet and picture" commands, on this run and a picture of the synthetic set."""
+    import shlex
+    import subprocess
+
+    from tests.conftest import ROOT
+
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = text.split("### Your own tweet and picture", 1)[1].split("\n## ", 1)[0]
+    lines = [ln.strip() for ln in section.splitlines() if ln.startswith("    ")]
+    assert [ln.split()[0] for ln in lines] == ["printf", "python", "python"], lines
+    pics = tmp_path / "pics"
+    pics.mkdir()
+    picture = next(p for p in sorted(mm["images"].glob("test_*.jpg")))
+    (pics / "mine.jpg").write_bytes(picture.read_bytes())
+    monkeypatch.chdir(tmp_path)
+    subprocess.run(lines[0], shell=True, check=True, cwd=tmp_path)
+    for line in lines[1:]:
+        argv = shlex.split(line.replace("DEMO/runs/multimodal", str(mm["run"])).replace("PICS", str(pics)))
+        assert main(argv[3:]) == 0, line
+    captured = capsys.readouterr()
+    assert f"mine.txt:2: image mine.jpg: used ({pics / 'mine.jpg'})" in captured.err
+    assert "cannot/" in captured.out and (tmp_path / "varno.png").is_file()
+    assert (tmp_path / "varno_crf.png").is_file() and (tmp_path / "varno_training.png").is_file()
