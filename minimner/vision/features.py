@@ -23,6 +23,9 @@ from pathlib import Path
 import numpy as np
 
 from minimner import backend
+from minimner.convert.io import sha256_file
+from minimner.convert.resnet import load_model
+from minimner.models.resnet import ResNet, arch_depth
 from minimner.vision.images import CROP, load_batch
 
 __all__ = ["FeatureExtractor", "load_resnet", "image_file", "IMAGE_EXTENSIONS"]
@@ -70,10 +73,6 @@ def load_resnet(weights, arch: str, sha256: str | None = None):
     ValueError
         when its SHA-256 differs from ``sha256`` (naming both), or the file does not fit ``arch``.
     """
-    from minimner.convert.io import sha256_file
-    from minimner.convert.resnet import load_model
-    from minimner.models.resnet import arch_depth
-
     path = Path(weights)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: ResNet weights file not found")
@@ -130,7 +129,7 @@ class FeatureExtractor:
         """(B, 3, S, S) float32 normalised images → host (B, R, C_img) float32 region grids."""
         x = backend.asarray(images, backend=backend.get_backend())               # (B, 3, S, S)
         fmap = self.model.features(x)                                            # (B, C_img, h, w)
-        return np.ascontiguousarray(backend.asnumpy(type(self.model).regions(fmap)), dtype=np.float32)  # (B, R, C_img)
+        return np.ascontiguousarray(backend.asnumpy(ResNet.regions(fmap)), dtype=np.float32)  # (B, R, C_img)
 
     def grids(self, paths, image_ids=None, train: bool = False, seed: int = 0):
         """Region grids of image files, in order: ``(grids, results)``.
