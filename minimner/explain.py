@@ -204,17 +204,10 @@ def image_grid(path, arch: str, weights, size: int = 224):
     Eval transform (resize 256 + centre crop), the converted ResNet ``weights`` (BN folded), region
     r = w·row + col. Returns None when the image is missing or unreadable (then: no image).
     """
-    from minimner.convert.resnet import load_model
-    from minimner.models.resnet import ResNet, arch_depth
-    from minimner.vision.images import load_image
+    from minimner.vision.features import FeatureExtractor, load_resnet
 
-    result = load_image(path, train=False, size=size)
-    if result.missing:
-        return None
-    model = load_model(weights, arch_depth(arch))
-    model.fold_bn()
-    x = backend.asarray(result.array[None], backend=backend.get_backend())    # (1, 3, S, S)
-    return backend.asnumpy(ResNet.regions(model.features(x)))[0]              # (R, C_img)
+    grid, _ = FeatureExtractor(load_resnet(weights, arch), size=size, arch=arch).grid(path)
+    return grid                                                               # (R, C_img) or None
 
 
 def resnet_weights_for(info: dict, override=None) -> Path:

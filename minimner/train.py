@@ -358,15 +358,17 @@ def _warn(message: str) -> None:
     print(message, file=sys.stderr)
 
 
-def run_source(info: dict, split: str, features=None, objects=None, accept_new_features: bool = False,
+def run_source(info: dict, split: str | None, features=None, objects=None, accept_new_features: bool = False,
                log=_warn):
-    """The image/object source of split ``split`` for a run (None for the text-only tagger).
+    """The image/object source of tweets from ``split`` for a run (None for the text-only tagger).
 
-    ``features`` / ``objects`` override the run's recorded paths (e.g. new images at prediction
-    time); otherwise the paths in ``run.json`` are used. A recorded folder that no longer exists
-    is an error, never a silent switch to "no images". Features extracted with other ResNet
-    weights than the run's (``features.json``'s SHA-256 against run.json's) are an error unless
-    ``accept_new_features``; another architecture or crop size always is.
+    Each tweet's features are taken from ``split``'s sub-folder of the features folder, or, when
+    they are not there (or ``split`` is None: tweets of any origin), from whichever sub-folder
+    holds its image id. ``features`` / ``objects`` override the run's recorded paths (e.g. new
+    images at prediction time); otherwise the paths in ``run.json`` are used. A recorded folder
+    that no longer exists is an error, never a silent switch to "no images". Features extracted
+    with other ResNet weights than the run's (``features.json``'s SHA-256 against run.json's) are
+    an error unless ``accept_new_features``; another architecture or crop size always is.
     """
     if info.get("config", {}).get("model", "text-crf") != "mgcmt":
         if features or objects:
@@ -385,7 +387,7 @@ def run_source(info: dict, split: str, features=None, objects=None, accept_new_f
         raise ValueError(f"the features in {feat_path} are {feats.regions} regions × {feats.channels}; the run's "
                          f"model expects {mcfg['regions']} × {mcfg['image_dim']}")
     return MultimodalSource(split, feats, load_objects(obj_path) if obj_path else None,
-                            slots=mcfg["object_slots"])
+                            slots=mcfg["object_slots"], search=True)
 
 
 def _augment_record(cfg: TrainConfig, table) -> dict:

@@ -35,15 +35,34 @@ def os_error_message(e: OSError) -> str:
     if not paths:
         return reason
     return " -> ".join(str(p) for p in paths) + f": {reason}"
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """``--help`` shows every option's default: ``(default: %(default)s)`` is appended to a help text
+    that does not already say its default. Flags (default False) and options without a default
+    (None) are left alone: "default: None" would tell the reader nothing."""
+
+    def _get_help_string(self, action) -> str:
+        text = action.help or ""
+        if (action.default is None or action.default is False or action.default is argparse.SUPPRESS
+                or "default" in text.lower() or not action.option_strings):
+            return text
+        return f"{text} (default: %(default)s)" if text else "default: %(default)s"
+
+
+class Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose help uses :class:`HelpFormatter` (sub-commands inherit it)."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="python -m minimner",
         description="minimner: multimodal NER on social media, in readable NumPy/CuPy.")
     parser.add_argument("--backend", choices=("numpy", "cupy"), default=None,
                         help="array backend (default: $MINIMNER_BACKEND or numpy)")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     for name in COMMANDS:
         try:
             mod = importlib.import_module(f"minimner.cli.{name}")

@@ -56,7 +56,7 @@ def register(subparsers) -> None:
                    help="output folder (default: a fresh ./minimner-demo-<date>-<time>)")
     p.add_argument("--seed", type=int, default=1, help="training seed of both taggers (default 1)")
     p.add_argument("--data-seed", type=int, default=0, help="seed of the generated data and of the ResNet (default 0)")
-    p.add_argument("--epochs", type=int, default=DEMO_RECIPE["epochs"])
+    p.add_argument("--epochs", type=int, default=DEMO_RECIPE["epochs"], help="training epochs of both taggers")
     p.add_argument("--bert", default=None,
                    help="BERT folder or .npz (default: the installed MiniLM, else a small random BERT)")
     p.add_argument("--figures", type=int, default=4, help="test tweets to explain in figures (default 4)")

@@ -9,9 +9,12 @@ through the image self-attention, its text → object attention, every word's fu
 ``OUT_crf.png`` (the main CRF's transitions and this tweet's per-piece marginals with the
 decoded path), ``OUT_augment.png`` (the chosen word's semantic-augmentation neighbours, for
 runs with augmentation) and ``OUT_training.png`` (the run's training curves). ``--image``
-is turned into region features with the same eval transform and ResNet as the run's
-``features`` folder (``--resnet`` when the recorded weights file has moved); without it the tweet has no image. ``--objects`` gives the
-detector's COCO labels (there is no detector here); without it, none.
+is turned into region features by :class:`minimner.vision.features.FeatureExtractor` with the
+eval transform and the ResNet of the run's ``features`` folder (checked by SHA-256; ``--resnet``
+when the recorded weights file has moved); the picture's status is printed (used, or missing
+and why: an unreadable picture is treated as missing, as in training). Without ``--image`` the
+tweet has no image. ``--objects`` gives the detector's COCO labels (there is no detector here);
+without it, none.
 """
 from __future__ import annotations
 
@@ -42,8 +45,9 @@ def run(args) -> int:
 
     matplotlib.use("Agg")
     from minimner.cli import CLIError
-    from minimner.explain import SingleImageSource, explain_tweet, image_grid, resnet_weights_for
+    from minimner.explain import SingleImageSource, explain_tweet
     from minimner.plots.attention import feature_crop
+    from minimner.vision.features import FeatureExtractor
     from minimner.train import load_run
 
     model, tok, info = load_run(args.run)
@@ -60,12 +64,16 @@ def run(args) -> int:
         if not settings:
             raise CLIError(f"{args.run} was trained without image features (every image missing): its image "
                            "encoders never saw a picture, so --image has nothing to explain")
-        grid = image_grid(args.image, settings["arch"], resnet_weights_for(info, args.resnet),
-                          size=int(settings.get("size", 224)))
+        extractor = FeatureExtractor.from_settings(settings, weights=args.resnet)
+        grid, result = extractor.grid(args.image)                          # (R, C_img) or None
         if grid is None:
-            print(f"{args.image}: unreadable image, treated as missing (as in training)")
+            print(f"image {args.image}: missing (unreadable: {result.reason}); the tweet is explained without "
+                  "a picture, as in training")
         else:
-            picture = feature_crop(args.image, int(settings.get("size", 224)))
+            print(f"image {args.image}: used ({extractor.arch} features, {grid.shape[0]} regions)")
+            picture = feature_crop(args.image, extractor.size)
+    else:
+        print("image: none (no --image given): the model reads its learned 'no image' input")
     objects = [o.strip() for o in args.objects.split(",") if o.strip()] if args.objects else None
     source = SingleImageSource(grid, objects=objects, slots=model.config.object_slots)
     ex = explain_tweet(model, tok, words, source, constrained=not args.unconstrained)

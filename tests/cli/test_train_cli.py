@@ -72,3 +72,29 @@ def test_visualise_bad_index_is_a_clear_error(trained, tmp_path, capsys):
     assert main(["visualise", "--run", str(trained["run"]), "--input", str(trained["data"] / "test.txt"),
                  "--index", "999", "--out", str(tmp_path / "x.png")]) == 2
     assert "out of range" in capsys.readouterr().err
+
+
+def test_evaluate_limit_scores_only_the_first_tweets(trained, capsys):
+    run = trained["run"]
+    assert main(["evaluate", "--run", str(run), "--split", "test", "--limit", "3", "--json", "--no-progress"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["tweets"] == 3 and result["limit"] == 3
+    gold = read_conll(trained["data"] / "test.txt")
+    pred = read_conll(run / "pred-test-first3.txt")
+    assert [s.words for s in pred] == [s.words for s in gold[:3]]
+    assert json.loads((run / "eval-test-first3.json").read_text())["tweets"] == 3
+    assert main(["evaluate", "--run", str(run), "--limit", "-1"]) == 2
+    assert "--limit" in capsys.readouterr().err
+
+
+def test_train_says_what_a_zero_dev_f1_means(trained, tmp_path, monkeypatch, capsys):
+    import minimner.train
+    from minimner.cli.train import zero_f1_hint
+
+    zero = {"best_dev_f1": 0.0, "best_epoch": 1, "epochs_run": 1, "steps": 9, "seed": 1}
+    monkeypatch.setattr(minimner.train, "train", lambda cfg, resume, progress: dict(zero))
+    assert main(["train", "--data", str(trained["data"]), "--out", str(tmp_path / "r"), "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert "dev F1 stayed 0.0 over 1 epoch(s), 9 optimiser step(s)" in err and "all O" in err
+    assert zero_f1_hint(dict(zero, best_dev_f1=0.31)) is None
+    assert zero_f1_hint(dict(zero, epochs_run=0)) is None

@@ -93,6 +93,37 @@ def test_malformed_input_names_file_line_and_problem(tmp_path, content, line, pr
     assert e.value.line_no == line and isinstance(e.value, ValueError)
 
 
+@pytest.mark.parametrize("content,line,problem", BAD)
+def test_tolerant_reader_reports_the_same_first_error_and_reads_on(tmp_path, content, line, problem):
+    """iter_conll yields read_conll's error where read_conll stops, then the tweets after the bad block."""
+    from minimner.data.conll import iter_conll
+
+    good = "IMGID:9\nafter\tB-PER\nthat\tO\n"
+    p = _write(tmp_path, content.rstrip("\n") + "\n\n" + good)
+    items = list(iter_conll(p))
+    errors = [i for i in items if isinstance(i, DataFormatError)]
+    with pytest.raises(DataFormatError) as first:
+        read_conll(p)
+    assert str(errors[0]) == str(first.value)
+    if "with no tweet" not in problem:                     # (there the next tweet's IMGID joins the bad block)
+        assert errors[0].line_no == line and problem in str(errors[0])
+        assert items[-1] == Sentence(["after", "that"], ["B-PER", "O"], "9")
+
+
+def test_tolerant_readers_skip_only_the_bad_tweet(tmp_path):
+    from minimner.data.conll import iter_conll, iter_text
+
+    p = _write(tmp_path, "IMGID:1\na\tO\n\nIMGID:2\nb\tO\nno tab\nc\tO\n\nIMGID:3\nd\tB-LOC\n")
+    items = list(iter_conll(p))
+    assert [type(i).__name__ for i in items] == ["Sentence", "DataFormatError", "Sentence"]
+    assert items[1].line_no == 6 and [items[0].words, items[2].words] == [["a"], ["d"]]
+    t = _write(tmp_path, "IMGID:1\nfirst tweet\nIMGID:x y\nsecond tweet\nIMGID:3\n", name="t.txt")
+    items = list(iter_text(t))
+    assert [(type(i).__name__, getattr(i, "line_no", None)) for i in items] == [
+        ("Sentence", 2), ("DataFormatError", 3), ("Sentence", 4), ("DataFormatError", 5)]
+    assert items[2].image_id is None                       # the bad IMGID line is forgotten, never guessed at
+
+
 def test_invalid_utf8_names_the_line_and_column(tmp_path):
     p = _write(tmp_path, b"IMGID:1\na\tO\nb\xffc\tO\n")
     with pytest.raises(DataFormatError, match=r":3: invalid UTF-8 \(byte 0xff at column 2\)"):
