@@ -92,7 +92,7 @@ def test_train_says_what_a_zero_dev_f1_means(trained, tmp_path, monkeypatch, cap
     from minimner.cli.train import zero_f1_hint
 
     zero = {"best_dev_f1": 0.0, "best_epoch": 1, "epochs_run": 1, "steps": 9, "seed": 1}
-    monkeypatch.setattr(minimner.train, "train", lambda cfg, resume, progress: dict(zero))
+    monkeypatch.setattr(minimner.train, "train", lambda cfg, resume, progress, **kw: dict(zero))
     assert main(["train", "--data", str(trained["data"]), "--out", str(tmp_path / "r"), "--no-progress"]) == 0
     err = capsys.readouterr().err
     assert "dev F1 stayed 0.0 over 1 epoch(s), 9 optimiser step(s)" in err and "all O" in err
