@@ -10,7 +10,9 @@ GPU run or slows it down:
   a device array (NumPy *scalars* and Python numbers are fine);
 * reductions and scalar indexing return 0-d device arrays, not NumPy scalars;
 * ``float(a)``, ``int(a)``, ``bool(a)`` (an ``if`` on an array), ``a.item()`` and
-  ``a.tolist()`` copy to the host and wait for the device: a synchronisation.
+  ``a.tolist()`` copy to the host and wait for the device: a synchronisation; so do
+  functions whose output shape depends on the data (``nonzero``, ``unique``, indexing
+  with a boolean mask), which must read the data to size their result.
 
 ``StrictArray`` wraps a ``numpy.ndarray`` and enforces exactly these rules, so
 code that runs under ``set_backend('strict')`` keeps them on a CPU. The counters in
@@ -106,6 +108,16 @@ def _sync():
     COUNTS.syncs += 1
 
 
+#: Functions whose output *shape* depends on the data: CuPy must read the data back to size
+#: the result, a synchronisation (boolean-mask indexing is the same, see ``__getitem__``).
+_DATA_DEPENDENT = {"nonzero", "argwhere", "flatnonzero", "unique", "compress", "extract"}
+
+
+def _is_bool_key(key) -> bool:
+    keys = key if isinstance(key, tuple) else (key,)
+    return any(isinstance(k, StrictArray) and k.dtype == np.bool_ for k in keys)
+
+
 class StrictArray:
     """A ``numpy.ndarray`` that obeys CuPy's rules (see the module docstring).
 
@@ -137,6 +149,8 @@ class StrictArray:
 
     def __array_function__(self, func, types_, args, kwargs):
         where = f"numpy.{func.__name__}"
+        if func.__name__ in _DATA_DEPENDENT:
+            _sync()
         out = kwargs.get("out")
         args, kwargs = _unwrap(args, where), _unwrap(kwargs, where)
         res = func(*args, **kwargs)
@@ -187,14 +201,20 @@ class StrictArray:
         if callable(attr):
             def method(*args, **kwargs):
                 where = f"ndarray.{name}"
+                if name in _DATA_DEPENDENT:
+                    _sync()
                 return _wrap(attr(*_unwrap(args, where), **_unwrap(kwargs, where)))
             return method
         return _wrap(attr)
 
     def __getitem__(self, key):
+        if _is_bool_key(key):
+            _sync()
         return _wrap(self._a[_unwrap(key, "indexing")])
 
     def __setitem__(self, key, value):
+        if _is_bool_key(key):
+            _sync()
         self._a[_unwrap(key, "indexing")] = _unwrap(value, "item assignment")
 
     def __len__(self):

@@ -66,7 +66,8 @@ from minimner.atomic import write_text_atomic
 from minimner.checkpoint import load_checkpoint, save_checkpoint
 from minimner.machine import describe
 
-__all__ = ["TrainConfig", "train", "load_run", "run_source", "evaluate_examples", "predict_sentences", "MODELS"]
+__all__ = ["TrainConfig", "train", "train_step", "load_run", "run_source", "evaluate_examples", "predict_sentences",
+           "MODELS"]
 
 
 @dataclass
@@ -361,6 +362,37 @@ def evaluate_examples(model, sentences, examples, batch_size: int = 64, constrai
 
 
 # --------------------------------------------------------------------------- training
+def train_step(model, batch, opt, lr: float, max_grad_norm: float = 1.0, source=None):
+    """One optimisation step on a labelled batch: loss, backward, clipping, AdamW update.
+
+    The gradients must be zero on entry (``model.zero_grad()`` once before the first step);
+    ``opt.step(zero_grad=True)`` leaves them zero for the next one.
+
+    Parameters
+    ----------
+    model : TextCRFTagger or MGCMT (in training mode)
+    batch : labelled :class:`~minimner.data.batching.Batch` on the model's backend
+    opt : :class:`~minimner.optim.AdamW` over ``model.named_parameters()``
+    lr : this step's learning rate (the schedule is the caller's)
+    max_grad_norm : global gradient-norm clip; ≤ 0 disables it
+    source : the split's :class:`~minimner.data.multimodal.MultimodalSource` (MGCMT), or None
+
+    Returns
+    -------
+    The loss, a 0-d array on the model's device: reading it (``float``) is a device→host
+    sync, left to the caller so a GPU step never waits on the host.
+    """
+    from minimner.optim import clip_grad_norm
+
+    loss = model.forward(batch) if source is None else model.forward(batch, source=source)
+    model.backward()
+    if max_grad_norm > 0:
+        clip_grad_norm(model.parameters(), max_grad_norm)
+    opt.lr = lr
+    opt.step(zero_grad=True)                         # update, then zero each gradient while in cache
+    return loss
+
+
 def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log=print) -> dict:
     """Train a tagger, selecting on dev micro-F1; returns the run summary.
 
@@ -377,7 +409,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log=pri
         malformed lexicon, or a resume with a different configuration.
     """
     from minimner.data.labels import NUM_TAGS
-    from minimner.optim import AdamW, clip_grad_norm, linear_warmup_decay
+    from minimner.optim import AdamW, linear_warmup_decay
     from minimner.tokenization import BertWordPieceTokenizer
 
     if cfg.model not in MODELS:
@@ -471,21 +503,19 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log=pri
         for batch in bar:
             if cfg.max_steps and state["step"] >= total:
                 break
-            loss = model.forward(batch) if train_src is None else model.forward(batch, source=train_src)
-            model.backward()
-            if cfg.max_grad_norm > 0:
-                clip_grad_norm(model.parameters(), cfg.max_grad_norm)
-            opt.lr = cfg.lr * linear_warmup_decay(state["step"], total, warmup_steps)
-            opt.step(zero_grad=True)                         # update, then zero each gradient while in cache
+            loss = train_step(model, batch, opt, cfg.lr * linear_warmup_decay(state["step"], total, warmup_steps),
+                              cfg.max_grad_norm, source=train_src)
             state["step"] += 1
-            losses.append(float(loss))
+            losses.append(loss)                              # stays on the device: no sync per step ...
             if progress:
-                bar.set_postfix(loss=f"{losses[-1]:.3f}", refresh=False)
+                bar.set_postfix(loss=f"{float(loss):.3f}", refresh=False)   # ... unless a bar shows it
+        # ... the epoch's losses come to the host in one transfer.
+        losses = backend.asnumpy(backend.get_xp(*losses).stack(losses)).astype(np.float64) if losses else []
         train_time = time.time() - t0
         _, scores = evaluate_examples(model, dev_s, dev_x, cfg.eval_batch_size, cfg.constrained,
                                       desc="dev", progress=progress, source=dev_src)
         f1 = scores["default"]["micro"]["f1"]
-        record = {"epoch": epoch + 1, "step": state["step"], "train_loss": float(np.mean(losses)) if losses else None,
+        record = {"epoch": epoch + 1, "step": state["step"], "train_loss": float(np.mean(losses)) if len(losses) else None,
                   "dev_f1": f1, "dev_p": scores["default"]["micro"]["precision"],
                   "dev_r": scores["default"]["micro"]["recall"], "dev_f1_strict": scores["strict"]["micro"]["f1"],
                   "train_seconds": round(train_time, 1), "eval_seconds": round(time.time() - t0 - train_time, 1)}
