@@ -46,7 +46,7 @@ __all__ = [
     "CUPY_IMPORTED", "cupy_available", "set_backend", "get_backend", "xp", "get_xp",
     "asarray", "asnumpy", "to_device", "device_of", "rng", "scatter_add", "erf",
     "normal_cdf",
-    "DEFAULT_FLOAT", "is_cupy_array", "is_device_array", "BACKENDS",
+    "DEFAULT_FLOAT", "is_cupy_array", "is_device_array", "BACKENDS", "synchronize", "rng_to",
 ]
 
 #: The backend names ``set_backend`` accepts.
@@ -158,6 +158,15 @@ def asnumpy(a):
     return np.asarray(a)
 
 
+def synchronize() -> None:
+    """Wait until the GPU has finished the work queued so far (a no-op off CuPy).
+
+    For timing only: CuPy launches kernels asynchronously, so a stopwatch must wait for them.
+    """
+    if CUPY_IMPORTED and _BACKEND == "cupy":
+        _cupy.cuda.get_current_stream().synchronize()
+
+
 def rng(seed=None, backend: str | None = None):
     """A seeded random generator on ``backend`` (``numpy.random.Generator`` or CuPy's).
 
@@ -169,6 +178,31 @@ def rng(seed=None, backend: str | None = None):
     if name == "strict":
         return _strict.xp.random.default_rng(seed)
     return np.random.default_rng(seed)
+
+
+def rng_to(gen, backend: str):
+    """A generator on ``backend`` that continues from ``gen`` (the device move of a generator).
+
+    Dropout draws its masks where the data lives, so :meth:`minimner.nn.module.Module.to` moves
+    the generators with the parameters. Host and strict generators share one NumPy stream (the
+    strict one wraps it: the same masks as on the host); a move to or from CuPy's different
+    generator family seeds the new one with a draw from ``gen``, which is deterministic but
+    gives other masks.
+    """
+    name = _check_name(backend)
+    if isinstance(gen, _strict.xp.random.Generator):
+        host = gen._g
+    elif isinstance(gen, np.random.Generator):
+        host = gen
+    else:                                                  # a CuPy generator
+        if name == "cupy":
+            return gen
+        host = np.random.default_rng(int(gen.integers(0, 2**62, size=1)[0]))   # one sync, at an API edge
+    if name == "numpy":
+        return host
+    if name == "strict":
+        return gen if isinstance(gen, _strict.xp.random.Generator) else _strict.xp.random.default_rng(host)
+    return _cupy.random.default_rng(int(host.integers(2**62)))
 
 
 def scatter_add(target, indices, values) -> None:

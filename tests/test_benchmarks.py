@@ -284,3 +284,27 @@ def test_committed_report_is_rendered_from_its_record(name, module, fn, monkeypa
 
 def test_every_committed_record_has_a_renderer():
     assert len(COMMITTED) == len(list((BENCH / "results").glob("*.json"))) >= 8
+
+
+def test_gpu_check_without_a_device_says_so_and_exits_0():
+    """benchmarks/gpu.py on a machine without CuPy or a CUDA device: a plain message, status 0."""
+    from minimner import backend
+
+    if backend.cupy_available():
+        pytest.skip("a GPU is present: this is the no-device path")
+    proc = subprocess.run([sys.executable, str(BENCH / "gpu.py"), "--quick", "--no-write"], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "nothing was checked or timed" in proc.stdout and "CuPy" in proc.stdout
+
+
+@pytest.mark.parity
+def test_gpu_check_device_path_on_the_strict_backend():
+    """Its parity path, run under CuPy's rules on the CPU (the same code a GPU run takes)."""
+    pytest.importorskip("torch")
+    proc = subprocess.run([sys.executable, str(BENCH / "gpu.py"), "--device", "strict", "--quick", "--no-time"],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    rows = [ln for ln in proc.stdout.splitlines() if ln.startswith("| ") and "e" in ln.split("|")[2]]
+    assert {r.split("|")[1].strip() for r in rows} >= {"linear", "attention", "crf", "bert gradients",
+                                                       "mgcmt gradients"}

@@ -7,7 +7,10 @@ load), ``explain``'s data, and the host↔device traffic of one train step.
 """
 from __future__ import annotations
 
+import os
 import pickle
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -309,3 +312,29 @@ def test_explain_data_on_strict_equals_numpy(tiny, rng):
                 np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6, err_msg=k)
             else:
                 assert b == a, k
+
+
+def test_module_to_moves_the_dropout_generator():
+    """A train-mode model built on the host and moved: its masks are drawn on the device (no mixing),
+    from the same stream (strict wraps NumPy's generator), and a shared generator stays shared."""
+    from minimner.models.bert import BertConfig, BertModel
+
+    cfg = BertConfig(vocab_size=20, hidden_size=8, num_hidden_layers=2, num_attention_heads=2, intermediate_size=16,
+                     max_position_embeddings=16)
+    ids, mask = np.array([[1, 5, 7, 2]]), np.ones((1, 4), bool)
+    ref = BertModel(cfg, rng=np.random.default_rng(0)).train()(ids, mask)
+    model = BertModel(cfg, rng=np.random.default_rng(0)).to("strict").train()
+    gens = {id(m.rng) for _, m in model.named_modules() if "rng" in m.__dict__}
+    assert len(gens) == 1 and isinstance(model.embeddings.dropout.rng, _strict.xp.random.Generator)
+    out = model(backend.asarray(ids, backend="strict"), backend.asarray(mask, backend="strict"))
+    np.testing.assert_allclose(backend.asnumpy(out), ref, rtol=1e-5, atol=1e-6)
+    assert isinstance(model.to("numpy").embeddings.dropout.rng, np.random.Generator)
+
+
+def test_env_variable_selects_the_strict_backend():
+    from tests.conftest import ROOT
+
+    code = "from minimner import backend; a = backend.xp().ones(2); print(backend.get_backend(), backend.device_of(a))"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60,
+                          env={**os.environ, "MINIMNER_BACKEND": "strict"})
+    assert proc.stdout.split() == ["strict", "strict"], proc.stderr
