@@ -21,6 +21,7 @@ HARNESSES = {
     "resnet.py": ["--quick"],
     "augment_table.py": ["--quick", "--no-torch"],
     "mgcmt.py": ["--quick", "--no-write", "--threads", "1"],
+    "gemm_floor.py": ["--quick", "--no-write", "--threads", "1"],
 }
 
 
@@ -308,3 +309,20 @@ def test_gpu_check_device_path_on_the_strict_backend():
     rows = [ln for ln in proc.stdout.splitlines() if ln.startswith("| ") and "e" in ln.split("|")[2]]
     assert {r.split("|")[1].strip() for r in rows} >= {"linear", "attention", "crf", "bert gradients",
                                                        "mgcmt gradients"}
+
+
+def test_synthetic_features_folder_reads_like_a_real_one(tmp_path):
+    """benchmarks/synthetic_features.py: one (49, 2048) float16 grid per image id, read by ImageFeatures."""
+    from minimner.cli.features import read_image_ids
+    from minimner.data.multimodal import ImageFeatures
+    from minimner.data.toy import write_toy_dataset
+
+    data = write_toy_dataset(tmp_path / "data", n_train=4, n_valid=2, n_test=2)
+    proc = subprocess.run([sys.executable, str(BENCH / "synthetic_features.py"), str(data), str(tmp_path / "f")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    feats = ImageFeatures(tmp_path / "f")
+    ids = read_image_ids(data / "valid.txt")
+    grid, present = feats.lookup("valid", ids)
+    assert present.all() and grid.shape == (len(ids), 49, 2048) and grid.dtype == np.float32
+    assert np.load(feats.path("valid", ids[0])).dtype == np.float16 and (grid >= 0).all() and grid.std() > 0.1
