@@ -70,6 +70,24 @@ def count_gemm_flops(step) -> int:
     return total[0]
 
 
+def markdown(r: dict) -> str:
+    """The report (``benchmarks/results/gemm_floor.md``) of a record."""
+    return "\n".join([
+        f"# MGCMT train step against the float32 GEMM peak: {r['model']}, B={r['B']}, T={r['T']}", "",
+        "Train step as in `mgcmt.md` (training mode, zero_grad + loss + backward). Its GEMM FLOPs are counted by "
+        "running it once on the strict backend with every matrix product intercepted (2·M·N·K each); the sgemm "
+        f"rate is NumPy's float32 ({r['sgemm_n']}, {r['sgemm_n']}) @ ({r['sgemm_n']}, {r['sgemm_n']}), timed "
+        f"interleaved with the step (step, gemm, …; median of {r['repeats']} after {r['warmup']} warm-up) so both "
+        "see the same machine load.", "",
+        "| quantity | value |", "|---|---:|",
+        f"| GEMM work of one train step | {r['step_gemm_gflop']:.2f} GFLOP |",
+        f"| sgemm rate (median; best) | {r['sgemm_gflops']:.1f}; {r['sgemm_best_gflops']:.1f} GFLOP/s |",
+        f"| GEMM floor = FLOPs / rate | {r['gemm_floor_ms']:.0f} ms |",
+        f"| train step (median; best) | {r['step_ms']:.0f}; {r['step_min_ms']:.0f} ms |",
+        f"| fraction of the GEMM peak reached | {r['fraction_of_gemm_peak']:.2f} |", "",
+        f"Command: `{r['command']}`.", "", H.machine_line(r["machine"]), ""])
+
+
 def parse(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--batch", type=int, default=24)
@@ -108,19 +126,7 @@ def main(argv=None) -> int:
               "repeats": repeats, "warmup": warmup, "threads": args.threads,
               "command": "python benchmarks/gemm_floor.py" + "".join(" " + s for s in raw),
               "machine": H.machine(blas_env=True)}
-    text = "\n".join([
-        f"# MGCMT train step against the float32 GEMM peak: {source}, B={B}, T={T}", "",
-        "Train step as in `mgcmt.md` (training mode, zero_grad + loss + backward). Its GEMM FLOPs are counted by "
-        "running it once on the strict backend with every matrix product intercepted (2·M·N·K each); the sgemm "
-        f"rate is NumPy's float32 ({n}, {n}) @ ({n}, {n}), timed interleaved with the step (step, gemm, …; "
-        f"median of {repeats} after {warmup} warm-up) so both see the same machine load.", "",
-        "| quantity | value |", "|---|---:|",
-        f"| GEMM work of one train step | {step_flops / 1e9:.2f} GFLOP |",
-        f"| sgemm rate (median; best) | {rate / 1e9:.1f}; {result['sgemm_best_gflops']:.1f} GFLOP/s |",
-        f"| GEMM floor = FLOPs / rate | {floor * 1e3:.0f} ms |",
-        f"| train step (median; best) | {pair.ours.median * 1e3:.0f}; {pair.ours.best * 1e3:.0f} ms |",
-        f"| fraction of the GEMM peak reached | {floor / pair.ours.median:.2f} |", "",
-        f"Command: `{result['command']}`.", "", H.machine_line(result["machine"]), ""])
+    text = markdown(result)
     H.publish(result, text, "gemm_floor" + ("_quick" if args.quick else ""), args.out,
               write=not args.no_write and not args.quick)
     return 0

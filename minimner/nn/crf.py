@@ -8,8 +8,8 @@ state dict converts by copying (``crf.start_transitions`` …):
 
 Inputs are batch-first backend arrays: emissions (B, T, K) float, tags (B, T)
 int, mask (B, T) bool prefix mask with ``mask[:, 0]`` true (SPEC §6.4). This is
-the API edge: the value checks that need a device -> host sync (first step on,
-prefix mask, tag range) happen here, not in the pure functions.
+the API edge: the value checks (first step on, prefix mask, tag range) happen here, not in
+the pure functions, and only for host arrays: on a device each would be a sync per call.
 
 Dimension legend: B batch, T word-piece tokens, K tags.
 """
