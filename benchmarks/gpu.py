@@ -269,29 +269,35 @@ def main(argv=None) -> int:
     limits = {k: (GRAD_TOL if "gradient" in k or k == "crf" else FWD_TOL) for k in diffs}
     limits["mgcmt loss"] = 1e-5
     bad = [f"{k} {v:.2e} > {limits[k]}" for k, v in diffs.items() if not v <= limits[k]]
-    lines = [f"# minimner on {args.device} vs NumPy, and vs PyTorch on the same device", "",
-             "| check | max scaled difference | limit |", "|---|---|---|"]
-    lines += [f"| {k} | {v:.2e} | {limits[k]:g} |" for k, v in diffs.items()]
-    if bad:
-        print("\n".join(lines))
-        print("parity FAILED: " + "; ".join(bad), file=sys.stderr)
-        return 1
-    if args.no_time:
-        print("\n".join(lines))
-        return 0
-    times = timings(args.device, cfg, B, T, repeats, warmup)
-    lines += ["", f"Time (ms, median of {repeats} interleaved runs; B = {B}, T = {T}, "
-                  f"{'tiny' if args.quick else 'MiniLM'} sizes):", "",
-              "| phase | minimner | torch | ratio |", "|---|---|---|---|"]
-    lines += [f"| {k} | {r['minimner_ms']:.2f} | {r['torch_ms']:.2f} | {r['ratio']:.2f} |" for k, r in times.items()]
-    result = {"device": args.device, "B": B, "T": T, "bert": cfg, "parity": diffs, "limits": limits, "time": times,
+    result = {"device": args.device, "B": B, "T": T, "sizes": "tiny" if args.quick else "MiniLM", "bert": cfg,
+              "parity": diffs, "limits": limits, "time": None, "repeats": repeats,
               "command": "python benchmarks/gpu.py" + "".join(" " + a for a in raw),
               "machine": H.machine(torch=True, transformers=True)}
-    lines += ["", H.machine_line(result["machine"])]
-    write = args.device == "cupy" and not args.no_write and not args.quick
-    H.publish(result, "\n".join(lines) + "\n", "gpu", args.out, write=write)
+    if bad:
+        print(markdown(result))
+        print("parity FAILED: " + "; ".join(bad), file=sys.stderr)
+        return 1
+    if not args.no_time:
+        result["time"] = timings(args.device, cfg, B, T, repeats, warmup)
+    write = args.device == "cupy" and not args.no_write and not args.quick and not args.no_time
+    H.publish(result, markdown(result), "gpu", args.out, write=write)
     return 0
 
+
+def markdown(r: dict) -> str:
+    """The report (``benchmarks/results/gpu.md``) of a record."""
+    lines = [f"# minimner on {r['device']} vs NumPy, and vs PyTorch on the same device", "",
+             f"Parity, float32, B = {r['B']}, T = {r['T']}, {r['sizes']} sizes (max |device − host| / max(1, |host|); "
+             "gradients relative to their largest entry):", "",
+             "| check | max scaled difference | limit |", "|---|---|---|"]
+    lines += [f"| {k} | {v:.2e} | {r['limits'][k]:g} |" for k, v in r["parity"].items()]
+    if r["time"]:
+        lines += ["", f"Time (ms, median of {r['repeats']} interleaved runs, each side synchronised):", "",
+                  "| phase | minimner | torch | ratio |", "|---|---|---|---|"]
+        lines += [f"| {k} | {t['minimner_ms']:.2f} | {t['torch_ms']:.2f} | {t['ratio']:.2f} |"
+                  for k, t in r["time"].items()]
+    lines += ["", f"Command: `{r['command']}`.", "", H.machine_line(r["machine"]), ""]
+    return "\n".join(lines)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -271,7 +271,7 @@ REPORTS = [("bert.json", "bert", "markdown"), ("crf.json", "crf", "markdown"),
            ("mgcmt_parity.json", "mgcmt_parity", "markdown"),
            ("mgcmt.json", "mgcmt", "markdown"), ("mgcmt_scaling.json", "mgcmt", "scaling_markdown"),
            ("synthetic*.json", "synthetic", "markdown"), ("mgcmt_epoch_*.json", "mgcmt_epoch", "markdown"),
-           ("gemm_floor.json", "gemm_floor", "markdown")]
+           ("gemm_floor.json", "gemm_floor", "markdown"), ("gpu.json", "gpu", "markdown")]
 COMMITTED = [(path.name, module, fn) for pattern, module, fn in REPORTS
              for path in sorted((BENCH / "results").glob(pattern))]
 
