@@ -383,15 +383,13 @@ class MGCMT(Module):
             char_ids = put(char_ids)
         else:
             char_ids = None
-        if not cfg.aux_mix:
-            trans = None                                                   # only the aux → main mix reads it
-        elif trans is None:
+        if trans is None and cfg.aux_mix:
             # The default map is built on the host and moved once per (device, dtype), not per step.
             key = (where, np.dtype(dtype).str)
             if self._default_trans[0] != key:
                 self._default_trans = (key, trans_matrix(dtype, xp))       # (Ka, K)
             trans = self._default_trans[1]
-        else:
+        elif trans is not None:                                            # checked even when aux_mix is off
             trans = put(trans)
             if tuple(trans.shape) != (cfg.num_aux_tags, cfg.num_tags):
                 raise ValueError(f"trans_matrix must have shape (Ka, K) = {(cfg.num_aux_tags, cfg.num_tags)}, "
