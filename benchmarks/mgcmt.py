@@ -45,8 +45,9 @@ Also reported:
   interval between the last object path and the classifier (gates, dropout, fus3_linear,
   and the merge's concat + matmul), and its "merge + classifier" row the classifier;
 * ``--scaling``: instead of the above, the train-step time against T (16, 32, 64, 128,
-  256 at B = 24) and against B (1, 4, 16, 24, 64 at T = 64), both sides, written to
-  ``mgcmt_scaling.{json,md}`` and the log-log figure ``mgcmt_scaling.png``.
+  256 at B = 24; ``--scaling-lengths``) and against B (1, 4, 16, 24, 64 at T = 64;
+  ``--scaling-batches``), both sides, written to ``mgcmt_scaling.{json,md}`` and the
+  log-log figure ``mgcmt_scaling.png``.
 
 Blocks (minimner sub-modules; the authors' module has the same attribute names except
 where noted): BERT ``bert`` (the original's embeddings also run its char-CNN and
@@ -494,6 +495,10 @@ def parse(argv=None):
     ap.add_argument("--profile-repeats", type=int, default=3, help="runs of the per-block profile (median)")
     ap.add_argument("--scaling", action="store_true",
                     help="time the train step against T and B instead (-> mgcmt_scaling.{json,md,png})")
+    ap.add_argument("--scaling-lengths", type=int, nargs="+", default=list(SCALING_T), metavar="T",
+                    help=f"--scaling: the T sweep at B = --batch (default {' '.join(map(str, SCALING_T))})")
+    ap.add_argument("--scaling-batches", type=int, nargs="+", default=list(SCALING_B), metavar="B",
+                    help=f"--scaling: the B sweep at T = --length (default {' '.join(map(str, SCALING_B))})")
     ap.add_argument("--previous", type=Path, default=None,
                     help="previous record to compare with (default: benchmarks/results/mgcmt.json before this run)")
     ap.add_argument("--seed", type=int, default=0)
@@ -709,8 +714,8 @@ def _profile_table(prof: dict, has_ref: bool, repeats: int) -> list[str]:
 # ------------------------------------------------------------------------------ scaling
 def scaling(args, command: str) -> int:
     """Train-step time against T (B = 24) and against B (T = 64), both sides; figure + data."""
-    Ts, Bs = (QUICK_SCALING_T, QUICK_SCALING_B) if args.quick else (SCALING_T, SCALING_B)
-    B0, T0 = (2, 8) if args.quick else (24, 64)
+    Ts, Bs = (QUICK_SCALING_T, QUICK_SCALING_B) if args.quick else (args.scaling_lengths, args.scaling_batches)
+    B0, T0 = (2, 8) if args.quick else (args.batch, args.length)
     repeats, warmup = (1, 1) if args.quick else (args.repeats, args.warmup)
     stem = "mgcmt_scaling_quick" if args.quick else "mgcmt_scaling"
     cfg, source, ours, orig, _ = _setup(args, B0, T0)

@@ -344,10 +344,10 @@ def clip_grad_norm(params, max_norm: float, eps: float = 1e-6):
     # gradient's size (the word embeddings' alone is 47 MB).
     norms = xp.stack([xp.sqrt(xp.dot(g.reshape(-1), g.reshape(-1))) for g in grads])  # (k,): ‖g_i‖₂
     total = xp.sqrt((norms * norms).sum())                          # () global norm
-    coef = xp.minimum(xp.asarray(max_norm, dtype=dt) / (total + xp.asarray(eps, dtype=dt)),
-                      xp.asarray(1.0, dtype=dt))                    # () ≤ 1, stays on the device
+    one, max_norm, eps = dt.type(1.0), dt.type(max_norm), dt.type(eps)   # host scalars: no transfer
+    coef = xp.minimum(max_norm / (total + eps), one)                # () ≤ 1, stays on the device
     # A NaN/inf norm leaves the gradients untouched, so the caller can name the one that is bad.
-    coef = xp.where(xp.isfinite(total), coef, xp.asarray(1.0, dtype=dt))
+    coef = xp.where(xp.isfinite(total), coef, one)
     if xp is np and coef >= 1:
         # CPU only: nothing to scale, so skip a read-write pass over every gradient (on a GPU the
         # comparison would cost a device sync, and the multiply by 1 is cheap there).

@@ -72,7 +72,8 @@ from minimner.checkpoint import load_checkpoint, save_checkpoint
 from minimner.finite import NonFiniteError, first_nonfinite
 from minimner.machine import describe
 
-__all__ = ["TrainConfig", "train", "load_run", "run_source", "evaluate_examples", "predict_sentences", "MODELS"]
+__all__ = ["TrainConfig", "train", "train_step", "load_run", "run_source", "evaluate_examples", "predict_sentences",
+           "MODELS"]
 
 
 @dataclass
@@ -533,7 +534,51 @@ def _check_gradients(model, norm: float, batch, state: dict, out: Path) -> None:
     raise NonFiniteError(f"training diverged: {cause} (tweets at {_batch_lines(batch)}); {_stopped(state, out)}")
 
 
+def _check_step(model, loss: float, norm: float, batch, state: dict, out: Path) -> None:
+    """The guard :func:`train` gives :func:`train_step`: a NaN/inf loss, then a NaN/inf gradient norm."""
+    _check_loss(model, loss, batch, state, out)
+    _check_gradients(model, norm, batch, state, out)
+
+
 # --------------------------------------------------------------------------- training
+def train_step(model, batch, opt, lr: float, max_grad_norm: float = 1.0, source=None, guard=None):
+    """One optimisation step on a labelled batch: loss, backward, clipping, a finiteness guard, AdamW update.
+
+    The gradients must be zero on entry (``model.zero_grad()`` once before the first step);
+    ``opt.step(zero_grad=True)`` leaves them zero for the next one.
+
+    Parameters
+    ----------
+    model : TextCRFTagger or MGCMT (in training mode)
+    batch : labelled :class:`~minimner.data.batching.Batch` on the model's backend
+    opt : :class:`~minimner.optim.AdamW` over ``model.named_parameters()``
+    lr : this step's learning rate (the schedule is the caller's)
+    max_grad_norm : global gradient-norm clip; ≤ 0 disables it
+    source : the split's :class:`~minimner.data.multimodal.MultimodalSource` (MGCMT), or None
+    guard : ``guard(loss, grad_norm)`` on the two host floats, called before the update; it raises
+        to stop a step whose loss or gradient is NaN/inf (``train`` passes :func:`_check_step`), so a
+        bad step is never applied. None: no check.
+
+    Returns
+    -------
+    The loss as a Python float. The loss and the global gradient norm come to the host together,
+    in the step's one device→host transfer: deciding whether to apply the update needs them there.
+    """
+    from minimner.optim import clip_grad_norm
+
+    loss = model.forward(batch) if source is None else model.forward(batch, source=source)
+    model.backward()
+    params = list(model.parameters())
+    norm = clip_grad_norm(params, max_grad_norm) if max_grad_norm > 0 else _grad_norm(params)   # () on the device
+    xp = backend.get_xp(norm)
+    loss_h, norm_h = (float(v) for v in backend.asnumpy(xp.stack([xp.asarray(loss), norm])))   # (2,) to the host
+    if guard is not None:
+        guard(loss_h, norm_h)
+    opt.lr = lr
+    opt.step(zero_grad=True)                         # update, then zero each gradient while in cache
+    return loss_h
+
+
 def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log=print,
           accept_new_features: bool = False) -> dict:
     """Train a tagger, selecting on dev micro-F1; returns the run summary.
@@ -560,7 +605,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log=pri
         when training diverges to NaN or inf.
     """
     from minimner.data.labels import NUM_TAGS
-    from minimner.optim import AdamW, clip_grad_norm, linear_warmup_decay
+    from minimner.optim import AdamW, linear_warmup_decay
     from minimner.tokenization import BertWordPieceTokenizer
 
     if cfg.model not in MODELS:
@@ -667,23 +712,18 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log=pri
         for batch in bar:
             if cfg.max_steps and state["step"] >= total:
                 break
-            loss = model.forward(batch) if train_src is None else model.forward(batch, source=train_src)
-            losses.append(float(loss))
-            _check_loss(model, losses[-1], batch, state, out)
-            model.backward()
-            norm = (clip_grad_norm(model.parameters(), cfg.max_grad_norm) if cfg.max_grad_norm > 0
-                    else _grad_norm(model.parameters()))
-            _check_gradients(model, float(norm), batch, state, out)
-            opt.lr = cfg.lr * linear_warmup_decay(state["step"], total, warmup_steps)
-            opt.step(zero_grad=True)                         # update, then zero each gradient while in cache
+            lr = cfg.lr * linear_warmup_decay(state["step"], total, warmup_steps)
+            loss = train_step(model, batch, opt, lr, cfg.max_grad_norm, source=train_src,
+                              guard=lambda value, norm: _check_step(model, value, norm, batch, state, out))
             state["step"] += 1
+            losses.append(loss)
             if progress:
-                bar.set_postfix(loss=f"{losses[-1]:.3f}", refresh=False)
+                bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
         train_time = time.time() - t0
         _, scores = evaluate_examples(model, dev_s, dev_x, cfg.eval_batch_size, cfg.constrained,
                                       desc="dev", progress=progress, source=dev_src)
         f1 = scores["default"]["micro"]["f1"]
-        record = {"epoch": epoch + 1, "step": state["step"], "train_loss": float(np.mean(losses)) if losses else None,
+        record = {"epoch": epoch + 1, "step": state["step"], "train_loss": float(np.mean(losses)) if len(losses) else None,
                   "dev_f1": f1, "dev_p": scores["default"]["micro"]["precision"],
                   "dev_r": scores["default"]["micro"]["recall"], "dev_f1_strict": scores["strict"]["micro"]["f1"],
                   "train_seconds": round(train_time, 1), "eval_seconds": round(time.time() - t0 - train_time, 1)}

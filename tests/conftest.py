@@ -23,9 +23,10 @@ def rng():
     return np.random.default_rng(1234)
 
 
-@pytest.fixture(params=["numpy", pytest.param("cupy", marks=pytest.mark.gpu)])
+@pytest.fixture(params=["numpy", "strict", pytest.param("cupy", marks=pytest.mark.gpu)])
 def xp_name(request):
-    """Run a test on NumPy and, where CuPy and a GPU exist, on CuPy."""
+    """Run a test on NumPy, on the strict CPU stand-in for CuPy's rules and, where CuPy
+    and a GPU exist, on CuPy."""
     name = request.param
     if name == "cupy" and not backend.cupy_available():
         pytest.skip("CuPy or a CUDA GPU is not available")

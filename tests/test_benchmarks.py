@@ -22,6 +22,7 @@ HARNESSES = {
     "augment_table.py": ["--quick", "--no-torch"],
     "mgcmt.py": ["--quick", "--no-write", "--threads", "1"],
     "finite_checks.py": ["--quick", "--no-write"],
+    "gemm_floor.py": ["--quick", "--no-write", "--threads", "1"],
 }
 
 
@@ -272,7 +273,9 @@ REPORTS = [("bert.json", "bert", "markdown"), ("crf.json", "crf", "markdown"),
            ("augment_ablation_*.json", "text_crf", "ablation_markdown"),
            ("mgcmt_parity.json", "mgcmt_parity", "markdown"),
            ("mgcmt.json", "mgcmt", "markdown"), ("mgcmt_scaling.json", "mgcmt", "scaling_markdown"),
-           ("synthetic*.json", "synthetic", "markdown"), ("finite_checks.json", "finite_checks", "markdown")]
+           ("synthetic*.json", "synthetic", "markdown"), ("finite_checks.json", "finite_checks", "markdown"),
+           ("mgcmt_epoch_*.json", "mgcmt_epoch", "markdown"), ("gemm_floor.json", "gemm_floor", "markdown"),
+           ("gpu.json", "gpu", "markdown")]
 COMMITTED = [(path.name, module, fn) for pattern, module, fn in REPORTS
              for path in sorted((BENCH / "results").glob(pattern))]
 
@@ -287,3 +290,44 @@ def test_committed_report_is_rendered_from_its_record(name, module, fn, monkeypa
 
 def test_every_committed_record_has_a_renderer():
     assert len(COMMITTED) == len(list((BENCH / "results").glob("*.json"))) >= 8
+
+
+def test_gpu_check_without_a_device_says_so_and_exits_0():
+    """benchmarks/gpu.py on a machine without CuPy or a CUDA device: a plain message, status 0."""
+    from minimner import backend
+
+    if backend.cupy_available():
+        pytest.skip("a GPU is present: this is the no-device path")
+    proc = subprocess.run([sys.executable, str(BENCH / "gpu.py"), "--quick", "--no-write"], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "nothing was checked or timed" in proc.stdout and "CuPy" in proc.stdout
+
+
+@pytest.mark.parity
+def test_gpu_check_device_path_on_the_strict_backend():
+    """Its parity path, run under CuPy's rules on the CPU (the same code a GPU run takes)."""
+    pytest.importorskip("torch")
+    proc = subprocess.run([sys.executable, str(BENCH / "gpu.py"), "--device", "strict", "--quick", "--no-time"],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    rows = [ln for ln in proc.stdout.splitlines() if ln.startswith("| ") and "e" in ln.split("|")[2]]
+    assert {r.split("|")[1].strip() for r in rows} >= {"linear", "attention", "crf", "bert gradients",
+                                                       "mgcmt gradients"}
+
+
+def test_synthetic_features_folder_reads_like_a_real_one(tmp_path):
+    """benchmarks/synthetic_features.py: one (49, 2048) float16 grid per image id, read by ImageFeatures."""
+    from minimner.cli.features import read_image_ids
+    from minimner.data.multimodal import ImageFeatures
+    from minimner.data.toy import write_toy_dataset
+
+    data = write_toy_dataset(tmp_path / "data", n_train=4, n_valid=2, n_test=2)
+    proc = subprocess.run([sys.executable, str(BENCH / "synthetic_features.py"), str(data), str(tmp_path / "f")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    feats = ImageFeatures(tmp_path / "f")
+    ids = read_image_ids(data / "valid.txt")
+    grid, present = feats.lookup("valid", ids)
+    assert present.all() and grid.shape == (len(ids), 49, 2048) and grid.dtype == np.float32
+    assert np.load(feats.path("valid", ids[0])).dtype == np.float16 and (grid >= 0).all() and grid.std() > 0.1

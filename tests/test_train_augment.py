@@ -95,7 +95,7 @@ def test_numpy_and_cupy_agree(mode, xp_name):
     """The input is built on the batch's backend, and the fused tagger runs forward and backward there."""
     from minimner import backend
 
-    ref_model = _tagger(mode).eval()
+    ref_model = _tagger(mode).to("numpy").eval()   # on the host whatever the default backend
     examples = encode_sentences(_PieceTokenizer(), SENTENCES)
     ref = ref_model.emissions(make_batch(examples, backend_name="numpy"))
     model = _tagger(mode).eval().to(xp_name)

@@ -60,8 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = Parser(
         prog="python -m minimner",
         description="minimner: multimodal NER on social media, in readable NumPy/CuPy.")
-    parser.add_argument("--backend", choices=("numpy", "cupy"), default=None,
-                        help="array backend (default: $MINIMNER_BACKEND or numpy)")
+    parser.add_argument("--backend", choices=("numpy", "cupy", "strict"), default=None,
+                        help="array backend (default: $MINIMNER_BACKEND or numpy); 'strict' runs on the CPU "
+                             "under CuPy's rules, to check code for a GPU without one")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     for name in COMMANDS:
         try:

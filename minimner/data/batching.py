@@ -212,7 +212,7 @@ def make_batch(examples: Sequence[Example], backend_name: str | None = None, pad
     ----------
     examples : sequence of Example, length B ≥ 1
         All labelled or all unlabelled.
-    backend_name : {"numpy", "cupy"}, optional
+    backend_name : {"numpy", "cupy", "strict"}, optional
         Where the arrays go (default: the current backend).
     pad_to : int, optional
         Pad T to this length (must be ≥ the longest example), e.g. 64 for parity
@@ -304,6 +304,31 @@ def iterate_batches(examples: Sequence[Example], batch_size: int, shuffle: bool 
         yield make_batch([examples[i] for i in order[start:start + batch_size]], backend_name, pad_to)
 
 
+def word_positions(batch: Batch, who: str):
+    """Where each word of a batch sits: ``(rows, pos)``, (n,) int arrays on the batch's backend.
+
+    Word i of ``[w for s in batch.sentences for w in s.words]`` (sentence-major) is in row
+    ``rows[i]`` at its first piece ``pos[i]``. The word counts come from the host sentences,
+    so no ``nonzero`` of the device ``word_mask`` is needed (on a GPU that is a sync: its
+    output size depends on the data); the indices travel in one transfer. A host batch is
+    also checked against its ``word_mask``.
+
+    Raises
+    ------
+    ValueError
+        (host batches) when the word_mask and the sentences disagree; ``who`` names the caller.
+    """
+    counts = np.array([len(s.words) for s in batch.sentences], dtype=np.int64)   # (B,) words per sentence
+    n = int(counts.sum())
+    if not backend.is_device_array(batch.word_mask) and int(batch.word_mask.sum()) != n:
+        raise ValueError(f"{who}: the batch's word_mask has {int(batch.word_mask.sum())} words but its sentences "
+                         f"have {n}")
+    rows = np.repeat(np.arange(len(counts)), counts)                      # (n,) sentence of each word
+    cols = np.arange(n) - np.repeat(np.cumsum(counts) - counts, counts)   # (n,) word index within it
+    idx = backend.asarray(np.stack([rows, cols]), backend=backend.device_of(batch.first_piece))  # (2, n)
+    return idx[0], batch.first_piece[idx[0], idx[1]]                      # (n,), (n,) first-piece positions
+
+
 def augment_input(batch: Batch, table):
     """The per-position augmentation input ``a`` of a batch (docs/augmentation.md §2), on the batch's backend.
 
@@ -314,7 +339,7 @@ def augment_input(batch: Batch, table):
 
     The words are looked up on the host (one dictionary lookup per word, as batching
     itself works per sentence), moved to the device in one transfer, and scattered
-    into place with one fancy-indexed assignment.
+    into place with one fancy-indexed assignment (positions from :func:`word_positions`).
 
     Parameters
     ----------
@@ -336,10 +361,6 @@ def augment_input(batch: Batch, table):
     words = [w for s in batch.sentences for w in s.words]                   # n words, sentence-major (host)
     vecs, _ = table.lookup(words)                                            # (n, E) float32 host
     out = xp.zeros((B, T, table.dim), dtype=np.float32)                     # (B, T, E): zeros everywhere ...
-    rows, cols = xp.nonzero(batch.word_mask)                                 # (n,), (n,): row-major = words order
-    if int(rows.shape[0]) != len(words):
-        raise ValueError(f"augment_input: the batch's word_mask has {int(rows.shape[0])} words but its sentences "
-                         f"have {len(words)}")
-    pos = batch.first_piece[rows, cols]                                      # (n,) first-piece position of each word
+    rows, pos = word_positions(batch, "augment_input")                       # (n,), (n,) in words order
     out[rows, pos] = backend.asarray(vecs, backend=backend.device_of(out))   # ... but (n, E) rows at first pieces
     return out

@@ -43,6 +43,7 @@ import numpy as np
 
 from minimner import backend
 from minimner.atomic import write_json_atomic
+from minimner.data.batching import word_positions
 from minimner.data.conll import IMGID_PREFIX
 
 __all__ = ["SPECIALS", "PAD_ID", "UNK_ID", "X_ID", "CLS_ID", "SEP_ID", "MAX_WORDLEN", "char_vocab_from_words",
@@ -222,10 +223,6 @@ def char_ids(batch, vocab: Mapping[str, int], max_wordlen: int = MAX_WORDLEN):
     n = batch.lengths.astype(np.int64)[:, None]                            # (B, 1) real pieces, [SEP] at n − 1
     code = xp.where(t == 0, CLS_ID, xp.where(t == n - 1, SEP_ID, xp.where(t < n, X_ID, PAD_ID)))  # (B, T)
     out = xp.repeat(code.astype(np.int64)[:, :, None], Lw, axis=2)        # (B, T, Lw): one id per row ...
-    rows, cols = xp.nonzero(batch.word_mask)                               # (n,), (n,): row-major = words order
-    if int(rows.shape[0]) != len(words):
-        raise ValueError(f"char_ids: the batch's word_mask has {int(rows.shape[0])} words but its sentences "
-                         f"have {len(words)}")
-    pos = batch.first_piece[rows, cols]                                    # (n,) first-piece position of each word
+    rows, pos = word_positions(batch, "char_ids")                          # (n,), (n,) in words order
     out[rows, pos] = backend.asarray(table, backend=backend.device_of(out))  # ... but the words' chars there
     return out

@@ -309,6 +309,7 @@ class MGCMT(Module):
         self.char_vocab = None      # host char vocabulary (dict char -> id), char_cnn only
         self.original_unused = OrderedDict()  # original tensors no configuration reads (from_original)
         self.attention, self.attention_layers, self.gates = {}, {}, {}
+        self._default_trans = (None, None)   # ((device, dtype), (Ka, K) trans_matrix there): built on first use
 
     # ------------------------------------------------------------------ inputs (API edge)
     def _param_dtype(self):
@@ -382,9 +383,13 @@ class MGCMT(Module):
             char_ids = put(char_ids)
         else:
             char_ids = None
-        if trans is None:
-            trans = trans_matrix(dtype, xp)                                # (Ka, K)
-        else:
+        if trans is None and cfg.aux_mix:
+            # The default map is built on the host and moved once per (device, dtype), not per step.
+            key = (where, np.dtype(dtype).str)
+            if self._default_trans[0] != key:
+                self._default_trans = (key, trans_matrix(dtype, xp))       # (Ka, K)
+            trans = self._default_trans[1]
+        elif trans is not None:                                            # checked even when aux_mix is off
             trans = put(trans)
             if tuple(trans.shape) != (cfg.num_aux_tags, cfg.num_tags):
                 raise ValueError(f"trans_matrix must have shape (Ka, K) = {(cfg.num_aux_tags, cfg.num_tags)}, "

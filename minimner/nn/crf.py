@@ -8,8 +8,8 @@ state dict converts by copying (``crf.start_transitions`` …):
 
 Inputs are batch-first backend arrays: emissions (B, T, K) float, tags (B, T)
 int, mask (B, T) bool prefix mask with ``mask[:, 0]`` true (docs/training.md §4). This is
-the API edge: the value checks that need a device -> host sync (first step on,
-prefix mask, tag range) happen here, not in the pure functions.
+the API edge: the value checks (first step on, prefix mask, tag range) happen here, not in
+the pure functions, and only for host arrays: on a device each would be a sync per call.
 
 Dimension legend: B batch, T word-piece tokens, K tags.
 """
@@ -77,7 +77,13 @@ class CRF(Module):
         return self.start_transitions.data, self.end_transitions.data, self.transitions.data
 
     def _validate(self, emissions, mask, tags=None):
-        """Check shapes, dtypes, backend and mask/tag values; return the boolean mask."""
+        """Check shapes, dtypes, backend and mask/tag values; return the boolean mask.
+
+        The value checks (mask starts on and is a prefix, tags in range) read the data on the
+        host. On a device (CuPy) each would be a synchronisation per call, so, as in
+        :func:`minimner.ops.embedding`, they run for host arrays only; device batches come from
+        :func:`minimner.data.batching.make_batch`, which builds prefix masks by construction.
+        """
         if getattr(emissions, "ndim", None) != 3:
             raise ValueError(f"emissions must be (B, T, K), got shape {getattr(emissions, 'shape', None)}")
         B, T, K = emissions.shape
@@ -98,10 +104,11 @@ class CRF(Module):
         if backend.device_of(mask) != where:
             raise ValueError(f"mask lives on {backend.device_of(mask)} but emissions on {where}")
         mask = mask.astype(bool, copy=False)                      # (B, T) accept 0/1 integer masks
-        if not bool(mask[:, 0].all()):
+        on_host = not backend.is_device_array(emissions)
+        if on_host and not bool(mask[:, 0].all()):
             raise ValueError("mask of the first timestep must all be on (mask[:, 0] is False for batch "
                              f"rows {backend.asnumpy(xp.nonzero(~mask[:, 0])[0]).tolist()})")
-        if T > 1 and bool((mask[:, 1:] & ~mask[:, :-1]).any()):
+        if on_host and T > 1 and bool((mask[:, 1:] & ~mask[:, :-1]).any()):
             raise ValueError("mask must be a prefix mask (ones then zeros) in every row")
         if tags is not None:
             if tuple(tags.shape) != (B, T):
@@ -110,8 +117,8 @@ class CRF(Module):
                 raise ValueError(f"tags must be integer, got dtype {tags.dtype}")
             if backend.device_of(tags) != where:
                 raise ValueError(f"tags live on {backend.device_of(tags)} but emissions on {where}")
-            bad = mask & ((tags < 0) | (tags >= K))               # (B, T)
-            if bool(bad.any()):
+            bad = mask & ((tags < 0) | (tags >= K)) if on_host else None   # (B, T)
+            if on_host and bool(bad.any()):
                 raise ValueError(f"tags must lie in [0, {K}) at unmasked positions; got "
                                  f"{backend.asnumpy(tags[bad]).tolist()[:5]}")
         return mask
@@ -160,7 +167,9 @@ class CRF(Module):
         xp = backend.get_xp(cache.emissions)
         B = cache.emissions.shape[0]
         dtype = cache.emissions.dtype
-        dnll = xp.full((B,), 1.0 / B, dtype=dtype) * xp.asarray(dout, dtype=dtype)   # (B,) d mean / d nll_b
+        # A Python number stays a host scalar (no transfer); an array dout is used where it lives.
+        scale = dtype.type(dout) if isinstance(dout, (int, float)) else xp.asarray(dout, dtype=dtype)
+        dnll = xp.full((B,), 1.0 / B, dtype=dtype) * scale                # (B,) d mean / d nll_b
         demissions, dstart, dend, dtrans = F.crf_nll_backward(dnll, cache)
         self.start_transitions.grad += dstart
         self.end_transitions.grad += dend

@@ -217,14 +217,20 @@ class Module:
             p.zero_grad()
 
     def to(self, backend_name: str, dtype=None) -> "Module":
-        """Move every parameter and buffer to ``backend_name`` (and optionally cast).
+        """Move every parameter, buffer and dropout generator to ``backend_name`` (and optionally cast).
 
         This is the explicit device move; nothing inside ``forward`` transfers data.
         """
+        moved = {}                                 # id(generator) -> its move: a shared generator stays shared
         for _, m in self.named_modules():
             for name, p in m._parameters.items():
                 p.data = backend.asarray(p.data, dtype=dtype or p.data.dtype, backend=backend_name)
                 p.grad = backend.get_xp(p.data).zeros_like(p.data)
+            gen = m.__dict__.get("rng")            # Dropout's mask generator draws where the data lives
+            if gen is not None:
+                if id(gen) not in moved:
+                    moved[id(gen)] = backend.rng_to(gen, backend_name)
+                object.__setattr__(m, "rng", moved[id(gen)])
             for name in m._buffers:
                 b = getattr(m, name)
                 object.__setattr__(m, name, backend.asarray(b, dtype=dtype or b.dtype, backend=backend_name))

@@ -38,6 +38,8 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
+import numpy as np
+
 from minimner.backend import device_of, get_xp
 from minimner.ops.dropout import dropout_backward, dropout_forward
 from minimner.ops.softmax import softmax_backward, softmax_forward
@@ -95,8 +97,8 @@ def additive_key_mask(mask, dtype):
         raise ValueError(f"key mask must have shape (B, Lk); got shape {tuple(mask.shape)}")
     if mask.dtype.kind not in "biu":
         raise ValueError(f"key mask must be an int or bool 0/1 array (1 = real key); got dtype {mask.dtype}")
-    one = xp.asarray(1, dtype=dtype)
-    add = (one - mask.astype(dtype)) * xp.asarray(MASK_VALUE, dtype=dtype)  # (B, Lk): 0 or −10000
+    dt = np.dtype(dtype).type                   # scalars in the data dtype: no upcast, and no host->device copy
+    add = (dt(1) - mask.astype(dtype)) * dt(MASK_VALUE)                     # (B, Lk): 0 or −10000
     return add[:, None, None, :]                                            # (B, Lk) -> (B, 1, 1, Lk)
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from minimner.backend import get_xp, is_cupy_array, scatter_add
+from minimner.backend import get_xp, is_device_array, scatter_add
 
 __all__ = ["EmbeddingCache", "embedding_forward", "embedding_backward"]
 
@@ -36,9 +36,9 @@ def _check(ids, weight, padding_idx):
             raise ValueError(f"embedding: padding_idx {padding_idx} is out of range for {V} embeddings")
         padding_idx = padding_idx % V                      # torch convention: negative counts from the end
     # The range check needs min/max on the host; for CuPy ids that is a device->host
-    # sync on every call, so it is done on the NumPy path only (where NumPy itself
+    # sync on every call, so it is done on the host (NumPy) path only (where NumPy itself
     # would silently wrap negative ids).
-    if not is_cupy_array(ids) and ids.size and (ids.min() < 0 or ids.max() >= V):
+    if not is_device_array(ids) and ids.size and (ids.min() < 0 or ids.max() >= V):
         raise ValueError(f"embedding: ids must lie in [0, {V}), got values in [{ids.min()}, {ids.max()}]")
     return padding_idx
 
