@@ -1,7 +1,7 @@
 """Numerical gradient checks (central differences), shipped in the package so the
 tutorials can use them.
 
-The recipe (STYLE §6):
+The recipe (docs/style.md §2):
 
 1. cast inputs and parameters to float64 and run the *same* code;
 2. draw a random upstream gradient ``dout`` (never all ones: a ones vector can

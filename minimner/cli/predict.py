@@ -294,7 +294,8 @@ def run(args) -> int:
             if not isinstance(chunk, list):                      # a DataFormatError: "file:line: problem"
                 bad_tweet(f"{chunk.path}:{chunk.line_no}", chunk.problem)
                 continue
-            chunk = [Sentence(words=s.words, tags=None, image_id=s.image_id, line_no=s.line_no) for s in chunk]
+            chunk = [Sentence(words=s.words, tags=None, image_id=s.image_id, line_no=s.line_no, source=s.source)
+                     for s in chunk]
             good, bad = _encode(tok, chunk, max_positions)
             for s, problem in bad:
                 bad_tweet(f"{args.input}:{s.line_no}", problem)

@@ -18,7 +18,7 @@ so a crash never leaves a half-written ``.npz`` or manifest behind.
 by *explicit* rules — regex renames, an ignore list with a reason per entry, a short
 list of tensors to transpose — and then checks the books: every source tensor is
 used exactly once or deliberately ignored, every target tensor is filled, and every
-shape matches. Anything else is an error that names the key (STYLE §1, nanoGPT's
+shape matches. Anything else is an error that names the key (docs/style.md §1, nanoGPT's
 ``from_pretrained``).
 
 Example (a converter for a ResNet, say)::

@@ -1,4 +1,4 @@
-"""Reading and writing the CoNLL-with-IMGID format of the Twitter MNER data sets (SPEC §1.1).
+"""Reading and writing the CoNLL-with-IMGID format of the Twitter MNER data sets (docs/data.md §1).
 
 One tweet looks like::
 

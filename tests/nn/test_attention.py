@@ -149,7 +149,7 @@ def test_gradcheck_cross_layer_every_entry(rng):
 
 @pytest.mark.parametrize("directional", [False, True])
 def test_gradcheck_encoder_stacks(rng, directional):
-    """Two-layer stacks: every entry on tiny shapes, plus one random-direction check (STYLE §6)."""
+    """Two-layer stacks: every entry on tiny shapes, plus one random-direction check (docs/style.md §2)."""
     C, F = (4, 8) if not directional else (16, 32)
     enc = BertEncoder(C, 2, F, num_hidden_layers=2, hidden_dropout_prob=0.1, initializer_range=0.5,
                       rng=np.random.default_rng(3)).double()

@@ -11,7 +11,7 @@ CONFIGS = [(11, None, 13), (10, None, 12), (9, None, 13), (2, 1, 6), (3, 2, 8)]
 
 
 def _distinct(rng, shape):
-    """Values well apart (a permutation scaled by 0.1), so no max is near a tie (STYLE: dodge kinks)."""
+    """Values well apart (a permutation scaled by 0.1), so no max is near a tie (docs/style.md §2: away from kinks)."""
     return rng.permutation(np.prod(shape)).reshape(shape) * 0.1 + rng.uniform(-0.01, 0.01, shape)
 
 
