@@ -158,20 +158,9 @@ def test_resnet_features_on_strict_equal_numpy(rng):
 # ----------------------------------------------------------------------------- whole training runs
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    from minimner.atomic import write_json_atomic
-    from minimner.data.conll import read_conll
-    from minimner.data.toy import write_toy_dataset
-    from tests.test_train import make_tiny_bert
-    from tests.test_train_mgcmt import fake_features
+    from tests.test_train_mgcmt import make_tiny_multimodal
 
-    root = tmp_path_factory.mktemp("strict")
-    data = write_toy_dataset(root / "data", n_train=12, n_valid=6, n_test=6)
-    first_train = read_conll(data / "train.txt")[0].image_id
-    feats = fake_features(data, root / "features", skip={first_train})
-    objects = root / "objects.json"
-    ids = [s.image_id for split in ("train", "valid", "test") for s in read_conll(data / f"{split}.txt")]
-    write_json_atomic(objects, {f"{i}.jpg": (["person", "car"] if k % 3 else []) for k, i in enumerate(ids)})
-    return {"bert": make_tiny_bert(root / "bert"), "data": data, "features": feats, "objects": objects}
+    return make_tiny_multimodal(tmp_path_factory.mktemp("strict"), n_train=12, n_valid=6, n_test=6)
 
 
 def _cfg(tiny, out, model):

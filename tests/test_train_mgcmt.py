@@ -37,16 +37,20 @@ def fake_features(data, out, skip=(), arch="resnet18", seed=0):
     return out
 
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    root = tmp_path_factory.mktemp("tiny_mgcmt")
-    data = write_toy_dataset(root / "data", n_train=24, n_valid=8, n_test=8)
+def make_tiny_multimodal(root, n_train: int, n_valid: int, n_test: int) -> dict:
+    """Toy tweets, fake (49, 512) features (the first train image left out) and an objects file under root."""
+    data = write_toy_dataset(root / "data", n_train=n_train, n_valid=n_valid, n_test=n_test)
     first_train = read_conll(data / "train.txt")[0].image_id
     feats = fake_features(data, root / "features", skip={first_train})
     objects = root / "objects.json"
     ids = [s.image_id for split in ("train", "valid", "test") for s in read_conll(data / f"{split}.txt")]
     write_json_atomic(objects, {f"{i}.jpg": (["person", "car"] if k % 3 else []) for k, i in enumerate(ids)})
     return {"bert": make_tiny_bert(root / "bert"), "data": data, "features": feats, "objects": objects}
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return make_tiny_multimodal(tmp_path_factory.mktemp("tiny_mgcmt"), n_train=24, n_valid=8, n_test=8)
 
 
 def _cfg(tiny, out, **kw):
