@@ -10,6 +10,11 @@ the run folder, so ``evaluate`` and ``predict`` need no flags for it.
 """
 from __future__ import annotations
 
+from minimner.cli import CLIError
+from minimner.lexicon.augment import add_augment_arguments, augment_config_from_args
+from minimner.models.fusion import FUSION_METHODS
+from minimner.train import TrainConfig, train
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
@@ -42,11 +47,9 @@ def register(subparsers) -> None:
     p.add_argument("--max-steps", type=int, default=0, help="stop after N optimiser steps (0 = no limit)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last.npz")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    from minimner.lexicon.augment import add_augment_arguments
 
     add_augment_arguments(p, default_mode="none", default_help="add for --model mgcmt, as the paper; none for text-crf")
     p.set_defaults(aug=None)   # resolved per model in run(): none for text-crf, add (the paper's) for mgcmt
-    from minimner.models.fusion import FUSION_METHODS
 
     g = p.add_argument_group("cross-modal model (--model mgcmt; defaults: the paper's flags, see the README)")
     g.add_argument("--features", default=None, metavar="DIR",
@@ -80,10 +83,7 @@ def mgcmt_flags(args) -> dict:
 def run(args) -> int:
     import json
 
-    from minimner.lexicon.augment import augment_config_from_args
-    from minimner.train import TrainConfig, train
 
-    from minimner.cli import CLIError
 
     mflags = mgcmt_flags(args)
     if args.model != "mgcmt" and (mflags or args.features or args.objects):
