@@ -857,9 +857,10 @@ def load_run(run_dir, which: str = "best"):
     info["run_dir"] = str(run_dir)                           # where error messages name the run
     cfg = info["config"]
     aug = cfg.get("aug", "none")
-    aug_dim = (info.get("augment") or {}).get("dim")
-    if aug != "none" and aug_dim is None:                   # an older run.json: the table says
-        aug_dim = _run_table(info).dim
+    aug_dim = None
+    if aug != "none":                                        # the run is complete only with its table
+        recorded_dim = (info.get("augment") or {}).get("dim")
+        aug_dim = recorded_dim if recorded_dim is not None and _table_path(info).is_file() else _run_table(info).dim
     model = _build_model(info["bert_config"], info["num_tags"], cfg["dropout"], backend.rng(cfg["seed"]),
                          aug=aug, aug_dim=aug_dim, mgcmt_config=info.get("mgcmt_config"))
     mstate, _, _ = load_checkpoint(ckpt)
@@ -869,13 +870,16 @@ def load_run(run_dir, which: str = "best"):
     return model, tokenizer, info
 
 
+def _table_path(info: dict) -> Path:
+    return Path(info.get("run_dir", ".")) / AUGMENT_TABLE
+
+
 def _run_table(info: dict):
     """The augmentation table a run was trained with (None for ``aug = none``)."""
     aug = info["config"].get("aug", "none")
     if aug == "none":
         return None
-    run_dir = Path(info.get("run_dir", "."))
-    table_path = run_dir / AUGMENT_TABLE
+    run_dir, table_path = Path(info.get("run_dir", ".")), _table_path(info)
     if not table_path.is_file():
         raise FileNotFoundError(f"{table_path} not found: {run_dir} was trained with --aug {aug} and needs "
                                 "its augmentation table")

@@ -76,7 +76,8 @@ def test_images_on_the_fly_equal_the_precomputed_features(mm, tmp_path, capsys):
 def test_pictures_reach_the_model(mm, tmp_path):
     """The grids computed from the files change the emissions; with no picture they equal a tweet without IMGID."""
     from minimner.cli.predict import _pictures
-    from minimner.data.batching import encode_sentences, make_batch
+    from minimner.data.batching import encode_sentences
+    from minimner.data.inputs import Collator
     from minimner.data.conll import Sentence
     from minimner.train import load_run
 
@@ -93,8 +94,8 @@ def test_pictures_reach_the_model(mm, tmp_path):
     emissions = []
     for sent in (with_pic, without, nowhere):
         source, [status] = pictures.for_chunk([sent])
-        batch = make_batch(encode_sentences(tok, [sent]))
-        emissions.append(np.asarray(model.emissions(**model.batch_inputs(batch, source))[0]))
+        batch = Collator(source=source)(encode_sentences(tok, [sent]))
+        emissions.append(np.asarray(model.batch_emissions(batch)))
     assert status == (False, f"no file {mm['images'] / 'no-such-picture.jpg'}")
     assert np.abs(emissions[0] - emissions[1]).max() > 1e-4          # the picture changes the scores
     np.testing.assert_array_equal(emissions[1], emissions[2])         # a missing file is "no image", nothing else
