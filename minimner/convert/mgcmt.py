@@ -30,6 +30,8 @@ import numpy as np
 
 from minimner.checkpoint import load_checkpoint, save_checkpoint
 from minimner.convert import io
+from minimner.models.bert import BertConfig, BertModel
+from minimner.models.mgcmt import MGCMT, MGCMTConfig
 
 __all__ = ["convert_file", "save_mgcmt", "load_mgcmt", "manifest_path", "register_cli"]
 
@@ -72,9 +74,6 @@ def load_mgcmt(path, rng=None):
     FileNotFoundError / ValueError
         naming the file when it is missing, unreadable or not an MGCMT file.
     """
-    from minimner.models.bert import BertConfig, BertModel
-    from minimner.models.mgcmt import MGCMT, MGCMTConfig
-
     state, _, meta, extra = load_checkpoint(path, with_extra=True)
     if meta.get("model") != "mgcmt":
         raise ValueError(f"{path}: not an MGCMT file (model = {meta.get('model')!r})")
@@ -106,8 +105,6 @@ def convert_file(src, dst, bert_config=None, verbose: bool = False, **flags) -> 
         naming the file and the key for a truncated or malformed file, a missing key,
         a key outside the layout, a wrong shape or non-finite used values.
     """
-    from minimner.models.mgcmt import MGCMT
-
     src, dst = Path(src), Path(dst)
     if dst.suffix != ".npz":
         raise ValueError(f"{dst}: the output must end in .npz")

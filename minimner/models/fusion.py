@@ -60,6 +60,7 @@ from __future__ import annotations
 import math
 
 from minimner import backend
+from minimner.nn import init
 from minimner.nn.layers import Dropout, Linear, ReLU
 from minimner.nn.module import Module, Parameter
 from minimner.ops.gate import gate_backward, gate_forward
@@ -105,7 +106,7 @@ def _generator(rng):
 
 def _uniform(rng, bound, shape):
     """A float32 Parameter ~ U(±bound) (the original ``reset_parameters``)."""
-    return Parameter(rng.uniform(-bound, bound, shape).astype(backend.DEFAULT_FLOAT))
+    return Parameter(init.uniform(rng, shape, bound))
 
 
 def _xw_forward(x, w, bias=None):

@@ -87,7 +87,6 @@ K main tags (13), Ka auxiliary tags (7), Lw characters per word (12), Vc char vo
 """
 from __future__ import annotations
 
-import math
 from collections import OrderedDict
 from typing import Mapping
 
@@ -95,35 +94,21 @@ import numpy as np
 
 from minimner import backend
 from minimner.constraints import paper_constraints
-from minimner.data.labels import MAIN_TAGS
+from minimner.data.labels import MAIN_TAGS  # noqa: F401  (read here by tests and tutorials)
 from minimner.models import mgcmt_inputs, mgcmt_state
-from minimner.models.bert import BertModel
+from minimner.models.bert import BertModel, bert_init_
 from minimner.models.mgcmt_config import MERGE_MODES, MGCMTConfig, trans_matrix
 from minimner.models.fusion import make_fusion
 from minimner.models.text_crf import piece_word_mask, word_tags
 from minimner.nn.attention import BertCrossEncoder, BertSelfEncoder
 from minimner.nn.augment import make_augment_fusion
+from minimner.nn import init
 from minimner.nn.crf import CRF
 from minimner.nn.layers import Dropout, Embedding, Linear
 from minimner.nn.module import Module, Parameter, no_grad
 from minimner.ops.linear import linear_backward, linear_forward
 
 __all__ = ["MGCMTConfig", "MGCMT", "trans_matrix", "MERGE_MODES"]
-
-
-# ------------------------------------------------------------------------------ init helpers
-def _normal_(module, rng, std=0.02):
-    """BERT's init on a sub-tree: Linear/Embedding weights N(0, std), Linear biases 0 (LayerNorm stays 1/0)."""
-    for _, m in module.named_modules():
-        if isinstance(m, (Linear, Embedding)):
-            w = m.weight.data
-            w[...] = (rng.standard_normal(w.shape) * std).astype(w.dtype)
-            if isinstance(m, Linear) and m.bias is not None:
-                m.bias.data[...] = 0
-
-
-def _uniform(rng, bound, shape):
-    return rng.uniform(-bound, bound, shape).astype(backend.DEFAULT_FLOAT)
 
 
 # ------------------------------------------------------------------------------ the model
@@ -177,9 +162,8 @@ class MGCMT(Module):
         self.txt2txt_attention = BertCrossEncoder(num_hidden_layers=n3, initializer_range=0.02, **enc)
         self.classifier = Linear(C, config.num_tags, rng=rng)
         self.aux_classifier = Linear(C, config.num_aux_tags, rng=rng)
-        for m in (self.object_embeddings, self.vismap2text, self.vismap2text_v2, self.classifier,
-                  self.aux_classifier):
-            _normal_(m, rng)
+        bert_init_([self.object_embeddings, self.vismap2text, self.vismap2text_v2, self.classifier,
+                    self.aux_classifier], rng, 0.02)
         self.crf = CRF(config.num_tags, rng=rng)
         self.aux_crf = CRF(config.num_aux_tags, rng=rng) if config.aux_loss else None  # read by the aux loss only
         # Built after the original's init_bert_weights: PyTorch default init.
@@ -198,9 +182,9 @@ class MGCMT(Module):
         self.txt2obj_attention = BertCrossEncoder(num_hidden_layers=1, initializer_range=None, **enc)
         self.txt2obj_attention_v2 = BertCrossEncoder(num_hidden_layers=1, initializer_range=None, **enc)
         self.fusion = make_fusion(config.fusion, C, rng, hidden_dropout_prob=bc.hidden_dropout_prob)
-        bound = 1.0 / math.sqrt(C)                                                   # reset_parameters(1/√C)
-        self.fusion_w = Parameter(_uniform(rng, bound, (2 * C, C)))                  # (2C, C), used as x W
-        self.fusion_bias = Parameter(_uniform(rng, bound, (C,)))                     # (C,)
+        bound = init.fan_in_bound(C)                                                 # reset_parameters(1/√C)
+        self.fusion_w = Parameter(init.uniform(rng, (2 * C, C), bound))              # (2C, C), used as x W
+        self.fusion_bias = Parameter(init.uniform(rng, (C,), bound))                 # (C,)
         self.original_unused = OrderedDict()  # original tensors no configuration reads (from_original)
         self.attention, self.attention_layers, self.gates = {}, {}, {}
         self._default_trans = (None, None)   # ((device, dtype), (Ka, K) trans_matrix there): built on first use

@@ -38,6 +38,7 @@ from __future__ import annotations
 import numpy as np
 
 from minimner import backend
+from minimner.nn import init
 from minimner.nn.conv import BatchNorm2d, Conv2d, MaxPool2d
 from minimner.nn.module import Module, ModuleList
 from minimner.ops.activations import relu_backward, relu_forward
@@ -115,9 +116,7 @@ def _conv(c, o, k, s, p, rng):
     """A bias-free ResNet convolution, Kaiming-normal (fan-out) init as torchvision; zeros when rng is None."""
     conv = Conv2d(c, o, k, s, p, bias=False, init=False)
     if rng is not None:
-        w = rng.standard_normal((o, c, k, k), dtype=backend.DEFAULT_FLOAT)  # (O, C, k, k)
-        w *= backend.DEFAULT_FLOAT(np.sqrt(2.0 / (o * k * k)))             # std = √(2 / fan_out)
-        conv.weight.data = w
+        conv.weight.data = init.kaiming_normal_fan_out(rng, (o, c, k, k))  # (O, C, k, k), std = √(2 / fan_out)
     return conv
 
 
