@@ -26,13 +26,22 @@ never the tags; a table row depends only on its word and the lexicon, so the tes
 words change nothing in training and only spare evaluation the OOV fallback) with the
 lexicon ``cfg.lexicon`` (default: the converted GloVe 6B 50-d), saved into the run
 as ``augment.npz`` and fused into the tagger (:mod:`minimner.models.text_crf`).
-:func:`load_run` rebuilds the same fusion and reads the same table back, so a run
-folder never needs the lexicon again. At prediction time a word missing from the
+The table is a data artefact: the run's :class:`~minimner.data.inputs.Collator` holds it and
+puts each batch's augmentation vectors into the batch (the model holds no table).
+:func:`load_run` rebuilds the same fusion and :func:`run_collator` reads the same table back, so a
+run folder never needs the lexicon again. At prediction time a word missing from the
 saved table gets the table's deterministic out-of-vocabulary vector (seeded per
 word type, :func:`minimner.lexicon.augment.oov_vector`), *even if the lexicon knows
 it*; to give new in-lexicon words their neighbour vectors, rebuild the table with
 the lexicon for the new vocabulary (:func:`minimner.lexicon.augment.load_or_build_table`)
-and assign it to ``model.aug_table``.
+and give it to a ``Collator(aug_table=...)``.
+
+**One step, file by file**: :class:`~minimner.data.inputs.Collator` turns encoded examples into a
+batch holding every model input on the device (:mod:`minimner.data.batching`, ``chars``,
+``multimodal``); :func:`train_step` calls the tagger interface (``batch_loss``, ``backward``) of
+:mod:`minimner.models.text_crf` or :mod:`minimner.models.mgcmt`, clips and applies AdamW
+(:mod:`minimner.optim`); the epoch ends with ``predict_words`` on dev (:func:`evaluate_examples`)
+and the checkpoints (:mod:`minimner.checkpoint`).
 
 **The cross-modal model** (``TrainConfig.model = "mgcmt"``, :mod:`minimner.models.mgcmt`): the
 same loop trains MGCMT with the paper's flags by default (``aug = add``; ``TrainConfig.mgcmt``
