@@ -13,7 +13,7 @@ from __future__ import annotations
 from minimner.cli import CLIError
 from minimner.lexicon.augment import add_augment_arguments, augment_config_from_args
 from minimner.models.fusion import FUSION_METHODS
-from minimner.train import TrainConfig, train
+import minimner.train as training
 
 
 def register(subparsers) -> None:
@@ -92,15 +92,15 @@ def run(args) -> int:
     if args.aug is None:
         args.aug = "add" if args.model == "mgcmt" else "none"
     aug = augment_config_from_args(args)
-    cfg = TrainConfig(data_dir=args.data, out=args.out, model=args.model, bert=args.bert, epochs=args.epochs,
-                      batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, warmup=args.warmup,
-                      max_grad_norm=args.max_grad_norm, seed=args.seed, patience=args.patience,
-                      constrained=not args.unconstrained, limit=args.limit, max_steps=args.max_steps,
-                      aug=aug.mode, lexicon=aug.lexicon, aug_k=aug.k, aug_case=aug.case, aug_oov=aug.oov,
-                      aug_seed=aug.seed, aug_cache=aug.cache_dir, features=args.features, objects=args.objects,
-                      mgcmt=mflags)
-    summary = train(cfg, resume=args.resume, progress=not args.no_progress,
-                    accept_new_features=args.accept_new_features)
+    cfg = training.TrainConfig(
+        data_dir=args.data, out=args.out, model=args.model, bert=args.bert, epochs=args.epochs,
+        batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, warmup=args.warmup,
+        max_grad_norm=args.max_grad_norm, seed=args.seed, patience=args.patience,
+        constrained=not args.unconstrained, limit=args.limit, max_steps=args.max_steps,
+        aug=aug.mode, lexicon=aug.lexicon, aug_k=aug.k, aug_case=aug.case, aug_oov=aug.oov,
+        aug_seed=aug.seed, aug_cache=aug.cache_dir, features=args.features, objects=args.objects, mgcmt=mflags)
+    summary = training.train(cfg, resume=args.resume, progress=not args.no_progress,
+                             accept_new_features=args.accept_new_features)
     print(json.dumps(summary))
     hint = zero_f1_hint(summary)
     if hint:
