@@ -14,7 +14,7 @@ import pytest
 
 from minimner.checkpoint import load_checkpoint
 from minimner.cli import main
-from minimner.data.batching import augment_input, encode_sentences, make_batch
+from minimner.data.batching import augment_input, encode_sentences
 from minimner.data.inputs import Collator
 from minimner.data.conll import Sentence, read_conll
 from minimner.data.labels import NUM_TAGS
