@@ -99,7 +99,7 @@ class Conv2d(Module):
 
 
 class BatchNorm2d(Module):
-    """Batch normalisation over (B, H, W) per channel (PyTorch ``nn.BatchNorm2d``).
+    """Batch normalisation over (B, Hi, Wi) per channel (PyTorch ``nn.BatchNorm2d``).
 
     Train mode (``module.train()``) normalises with the batch statistics and
     updates the running statistics (momentum, unbiased variance, and
@@ -128,7 +128,7 @@ class BatchNorm2d(Module):
         self.register_buffer("num_batches_tracked", xp.zeros((), dtype=np.int64))          # ()
 
     def forward(self, x, keep_cache=True):
-        """x (B, C, H, W) -> (B, C, H, W); in train mode also updates the running statistics."""
+        """x (B, C, Hi, Wi) -> (B, C, Hi, Wi); in train mode also updates the running statistics."""
         if self.training:
             y, cache = batchnorm2d_train_forward(x, self.weight.data, self.bias.data, self.eps)
             mean, var = batchnorm2d_update_running(self.running_mean, self.running_var, cache, self.momentum)
@@ -144,7 +144,7 @@ class BatchNorm2d(Module):
         return y
 
     def backward(self, dy):
-        """dy (B, C, H, W) -> dx; adds into ``weight.grad`` / ``bias.grad`` (mode of the forward call)."""
+        """dy (B, C, Hi, Wi) -> dx; adds into ``weight.grad`` / ``bias.grad`` (mode of the forward call)."""
         cache = self._pop_cache()
         bwd = batchnorm2d_eval_backward if isinstance(cache, BatchNormEvalCache) else batchnorm2d_train_backward
         dx, dgamma, dbeta = bwd(dy, cache)
