@@ -181,7 +181,7 @@ def _resolve_bert(path: str | None) -> Path:
         if not p.exists():
             raise FileNotFoundError(f"BERT weights {p} do not exist (a Hugging Face folder or a converted .npz)")
         return p
-    from minimner.convert.bert import default_minilm_dir
+    from minimner.models.bert_source import default_minilm_dir
 
     d = default_minilm_dir()
     if d is None:
@@ -199,7 +199,7 @@ def _export_bert_files(src: Path, dst: Path, bert_config: dict) -> None:
             if (src / name).is_file():
                 texts[name] = (src / name).read_text(encoding="utf-8")
     else:
-        from minimner.convert.io import META_PREFIX, array_to_text, read_npz
+        from minimner.files import META_PREFIX, array_to_text, read_npz
 
         z = read_npz(src)
         for k, v in z.items():

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from minimner.checkpoint import load_checkpoint, save_checkpoint
-from minimner.convert import io
+from minimner import files as io
 
 __all__ = ["convert_file", "save_mgcmt", "load_mgcmt", "manifest_path", "register_cli"]
 

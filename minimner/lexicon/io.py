@@ -42,6 +42,8 @@ from typing import Sequence
 
 import numpy as np
 
+from minimner.files import text_to_array, write_npz_atomic
+
 __all__ = ["Lexicon", "LexiconFormatError", "load_lexicon", "minimner_home", "default_lexicon_path",
            "DEFAULT_LEXICON_NAME", "read_glove_text", "read_word2vec_text",
            "read_word2vec_binary", "load_npz", "save_npz", "detect_format", "FORMATS",
@@ -404,8 +406,6 @@ def save_npz(path, lexicon: Lexicon) -> Path:
     ``vectors`` (V, E) float32, ``format_version`` int64 scalar, ``source`` uint8
     (UTF-8 text). No object arrays, so :func:`load_npz` never unpickles.
     """
-    from minimner.convert.io import text_to_array, write_npz_atomic
-
     return write_npz_atomic(path, {
         "words": text_to_array("\n".join(lexicon.words)),
         "vectors": lexicon.vectors,

@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from minimner import backend
-from minimner.convert.io import sha256_file
 from minimner.convert.resnet import load_model
+from minimner.files import sha256_file
 from minimner.models.resnet import ResNet, arch_depth
 from minimner.vision.images import CROP, load_batch
 
