@@ -29,6 +29,7 @@ import types
 import numpy as np
 
 from minimner import _strict
+from minimner._erf import erf_numpy, normal_cdf_float32
 
 try:  # CuPy is optional: the `gpu` extra.
     import cupy as _cupy  # type: ignore
@@ -226,8 +227,6 @@ def erf(x):
     """
     if is_cupy_array(x):
         return _cupyx_special.erf(x)
-    from minimner._erf import erf_numpy
-
     if isinstance(x, _strict.StrictArray):  # the strict backend's stand-in for CuPy's kernel
         return _strict.StrictArray(erf_numpy(x._a))
     return erf_numpy(x)
@@ -243,8 +242,6 @@ def normal_cdf(x):
     This CPU-only branch exists because NumPy has no erf ufunc.
     """
     if not is_device_array(x) and x.dtype == np.float32:
-        from minimner._erf import normal_cdf_float32
-
         return normal_cdf_float32(x)
     cdf = erf(x * x.dtype.type(1.0 / np.sqrt(2.0)))        # (...) erf(x/√2), dtype of x
     cdf += 1                                               # in place on the fresh array
