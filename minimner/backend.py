@@ -18,8 +18,7 @@ Everything that touches arrays asks this module which array library to use:
 * The few spellings that differ between NumPy and CuPy live here once:
   ``scatter_add`` (embedding gradients), ``erf`` and ``normal_cdf`` (exact GELU).
 
-Dimension legend used across minimner: B batch, T word-piece tokens, R image
-regions, C hidden, H heads, D head size (C = H·D), K tags, V vocab.
+Dimension letters: the package's one legend, in :mod:`minimner` (``minimner/__init__.py``).
 """
 from __future__ import annotations
 

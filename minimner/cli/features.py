@@ -2,7 +2,7 @@
 
     python -m minimner features --images DIR --ids DATA_DIR --arch resnet152 --weights FILE --out OUT
 
-Dimension legend: R regions (49 = 7×7 at 224×224), C channels (2048 for ResNet-50+).
+Dimension legend: R regions (49 = 7×7 at 224×224), C_img channels (2048 for ResNet-50+).
 
 * Image ids come from the ``IMGID:`` lines of ``train.txt`` / ``valid.txt`` /
   ``test.txt`` in DATA_DIR (those present); the image is ``DIR/<id>.jpg``.
@@ -11,7 +11,7 @@ Dimension legend: R regions (49 = 7×7 at 224×224), C channels (2048 for ResNet
   batched through an eval-mode, BN-folded ResNet
   (:class:`minimner.vision.features.FeatureExtractor`, the same code ``predict --images``
   and ``explain --image`` run on the fly), and its grid is stored as
-  ``OUT/<split>/<id>.npy`` with shape (R, C) (region r = 7·row + col) in float32
+  ``OUT/<split>/<id>.npy`` with shape (R, C_img) (region r = 7·row + col) in float32
   or float16.
 * **Resumable**: each ``.npy`` is written to a temporary file and renamed into
   place, so a file that exists is complete. A rerun skips finished images; a crash
@@ -206,7 +206,7 @@ def _extract_split(args, extractor, split: str, split_ids, images_dir: Path, out
         paths = [image_file(i, images_dir) for i in chunk]
         grids, results = extractor.grids(paths, image_ids=chunk, train=train, seed=args.seed)
         _check_grids(chunk, grids, paths=dict(zip(chunk, paths)), weights=args.weights)
-        for i, g, r in zip(chunk, grids, results):                        # g: (R, C) or None
+        for i, g, r in zip(chunk, grids, results):                        # g: (R, C_img) or None
             if r.missing:
                 info["missing"][i] = r.reason
             info["upscaled"] += int(r.upscaled)
