@@ -38,7 +38,7 @@ __all__ = ["BatchNormEvalCache", "BatchNormTrainCache", "batchnorm2d_eval_forwar
 def _check(x, gamma, beta, *stats):
     C = gamma.shape[0] if gamma.ndim == 1 else None
     if x.ndim != 4 or C is None or x.shape[1] != C or any(tuple(a.shape) != (C,) for a in (beta, *stats)):
-        raise ValueError(f"batchnorm2d: expected x (B, C, Hi, Wi) and per-channel (C,) parameters, got x "
+        raise ValueError(f"batchnorm2d: expected x (B, C, H, W) and per-channel (C,) parameters, got x "
                          f"{tuple(x.shape)}, " + ", ".join(str(tuple(a.shape)) for a in (gamma, beta, *stats)))
     if x.dtype != gamma.dtype:
         raise ValueError(f"batchnorm2d: x is {x.dtype} but the parameters are {gamma.dtype}")

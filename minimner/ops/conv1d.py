@@ -68,7 +68,7 @@ def conv1d_forward(x, weight, bias=None, stride=1, padding=0):
         wider than the padded input; the message gives both shapes.
     """
     if getattr(x, "ndim", None) != 3 or getattr(weight, "ndim", None) != 3 or x.shape[1] != weight.shape[1]:
-        raise ValueError(f"conv1d_forward: expected x (B, C, L) and weight (C_out, C, k) with the same C, got x "
+        raise ValueError(f"conv1d_forward: expected x (B, C, L) and weight (O, C, k) with the same C, got x "
                          f"{tuple(getattr(x, 'shape', ()))} and weight {tuple(getattr(weight, 'shape', ()))}")
     stride, padding = _int(stride, "stride"), _int(padding, "padding")
     if stride < 1:

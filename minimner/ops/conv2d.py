@@ -172,7 +172,7 @@ def conv2d_forward(x, weight, bias=None, stride=1, padding=0, layout="NCHW"):
     c_axis = 1 if layout == "NCHW" else 0
     if x.ndim != 4 or weight.ndim != 4 or x.shape[c_axis] != weight.shape[1]:
         want = "(B, C, Hi, Wi)" if layout == "NCHW" else "(C, B, Hi, Wi)"
-        raise ValueError(f"conv2d_forward: expected x {want} and weight (C_out, C, kh, kw) with the same C, "
+        raise ValueError(f"conv2d_forward: expected x {want} and weight (O, C, kh, kw) with the same C, "
                          f"got x {tuple(x.shape)} and weight {tuple(weight.shape)}")
     if x.dtype != weight.dtype:
         raise ValueError(f"conv2d_forward: x is {x.dtype} but weight is {weight.dtype}; cast one of them")
