@@ -26,7 +26,7 @@ def register(subparsers) -> None:
     _register_bert(kinds)
     _register_resnet(kinds)
     _register_glove(kinds)
-    mgcmt.register_cli(kinds)
+    _register_mgcmt(kinds)
 
 
 # ----------------------------------------------------------------------------- convert bert
@@ -114,4 +114,29 @@ def _run_glove(args) -> int:
     m = convert_glove(src, dst, format=args.format, dim=args.dim, limit=args.limit, progress=not args.quiet)
     print(f"wrote {dst} ({m['words']} words × {m['dim']}, lexicon sha256 {m['lexicon_sha256'][:12]}…) "
           f"and {dst.with_suffix('.json')}")
+    return 0
+
+
+# ----------------------------------------------------------------------------- convert mgcmt
+def _register_mgcmt(kinds) -> None:
+    """Add ``convert mgcmt SRC DST [--config config.json] [--<flag> N …]`` to the ``convert`` command."""
+    p = kinds.add_parser(
+        "mgcmt", help="the authors' MSCMT pytorch_model.bin → minimner MGCMT .npz",
+        description="Convert the authors' fine-tuned MSCMT checkpoint (LiuPeiP-CS/IIE4MNER; read with "
+                    "torch.load(weights_only=True)) to a minimner .npz plus a JSON manifest. The original "
+                    "config.py flags are not stored in the checkpoint: give the ones it was trained with "
+                    "(defaults: the original's defaults).")
+    p.add_argument("src", metavar="SRC", help="pytorch_model.bin (or .pt/.pth/.safetensors)")
+    p.add_argument("dst", metavar="DST", help="output .npz (the manifest goes beside it)")
+    p.add_argument("--config", metavar="JSON", default=None,
+                   help="the checkpoint's BERT config.json (for the number of attention heads; default H/64)")
+    for name, default in mgcmt.FLAG_DEFAULTS.items():
+        p.add_argument(f"--{name.replace('_', '-')}", type=int, default=default, dest=name,
+                       help=f"original config.py flag {name} (default {default})")
+    p.set_defaults(func=_run_mgcmt)
+
+
+def _run_mgcmt(args) -> int:
+    flags = {name: getattr(args, name) for name in mgcmt.FLAG_DEFAULTS}
+    mgcmt.convert_file(args.src, args.dst, bert_config=args.config, verbose=True, **flags)
     return 0
