@@ -78,8 +78,8 @@ import numpy as np
 from minimner import backend
 from minimner.atomic import remove_stale_temporaries, write_text_atomic
 from minimner.checkpoint import load_checkpoint, save_checkpoint
-from minimner.convert.bert import default_minilm_dir
-from minimner.convert.io import META_PREFIX, array_to_text, read_npz
+from minimner.models.bert_source import default_minilm_dir
+from minimner.files import META_PREFIX, array_to_text, read_npz
 from minimner.data.batching import encode_sentences
 from minimner.data.chars import build_char_vocab, load_char_vocab, save_char_vocab
 from minimner.data.conll import read_conll

@@ -300,7 +300,7 @@ def test_bad_augmentation_options_are_clear_errors(tiny, tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="--aug-k must be a positive integer"):
         train(_cfg(tiny, tmp_path / "e", aug="add", aug_k=0), progress=False)
     # No --lexicon, and the default one neither exists nor can be converted here.
-    import minimner.convert.glove as glove
+    import minimner.lexicon.glove as glove
 
     monkeypatch.setenv("MINIMNER_HOME", str(tmp_path / "home"))
     monkeypatch.setattr(glove, "kumo_available", lambda: False)

@@ -29,11 +29,11 @@ from pathlib import Path
 import numpy as np
 
 from minimner.checkpoint import load_checkpoint, save_checkpoint
-from minimner.convert import io
+from minimner import files as io
 from minimner.models.bert import BertConfig, BertModel
 from minimner.models.mgcmt import MGCMT, MGCMTConfig
 
-__all__ = ["convert_file", "save_mgcmt", "load_mgcmt", "manifest_path", "register_cli"]
+__all__ = ["convert_file", "save_mgcmt", "load_mgcmt", "manifest_path"]
 
 FLAG_DEFAULTS = OrderedDict(use_char_cnn=1, aug_before=1, aug_gate=1, ffusion_method=2, main_cat=0, alpha_seg=1,
                             seg_task=0)
@@ -128,28 +128,3 @@ def convert_file(src, dst, bert_config=None, verbose: bool = False, **flags) -> 
                  "*_aux_w do)" if report["nonfinite_unused"] else ""))
         print(f"wrote {dst} and {manifest_path(dst)}")
     return manifest
-
-
-# ----------------------------------------------------------------------------- CLI
-def register_cli(kinds) -> None:
-    """Add ``convert mgcmt SRC DST [--config config.json] [--<flag> N …]`` to the ``convert`` command."""
-    p = kinds.add_parser(
-        "mgcmt", help="the authors' MSCMT pytorch_model.bin → minimner MGCMT .npz",
-        description="Convert the authors' fine-tuned MSCMT checkpoint (LiuPeiP-CS/IIE4MNER; read with "
-                    "torch.load(weights_only=True)) to a minimner .npz plus a JSON manifest. The original "
-                    "config.py flags are not stored in the checkpoint: give the ones it was trained with "
-                    "(defaults: the original's defaults).")
-    p.add_argument("src", metavar="SRC", help="pytorch_model.bin (or .pt/.pth/.safetensors)")
-    p.add_argument("dst", metavar="DST", help="output .npz (the manifest goes beside it)")
-    p.add_argument("--config", metavar="JSON", default=None,
-                   help="the checkpoint's BERT config.json (for the number of attention heads; default H/64)")
-    for name, default in FLAG_DEFAULTS.items():
-        p.add_argument(f"--{name.replace('_', '-')}", type=int, default=default, dest=name,
-                       help=f"original config.py flag {name} (default {default})")
-    p.set_defaults(func=_cli)
-
-
-def _cli(args) -> int:
-    flags = {name: getattr(args, name) for name in FLAG_DEFAULTS}
-    convert_file(args.src, args.dst, bert_config=args.config, verbose=True, **flags)
-    return 0

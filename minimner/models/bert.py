@@ -49,8 +49,8 @@ from typing import Mapping
 import numpy as np
 
 from minimner import backend
-from minimner.convert import bert_source
-from minimner.convert.io import expected_shapes
+from minimner.files import expected_shapes
+from minimner.models import bert_source
 from minimner.nn.attention import BertEncoder
 from minimner.nn.augment import EmbeddingAugment
 from minimner.nn import init

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from minimner.cli import main
-from minimner.convert import io
+from minimner import files
 from minimner.data.conll import read_conll
 from minimner.data.synthetic import generate
 from minimner.models import resnet as R
@@ -28,7 +28,7 @@ def mm(tmp_path_factory):
     generate(data, seed=0, sizes={"train": 24, "valid": 12, "test": 16})
     weights = root / "resnet18.npz"
     model = R.build(18, rng=np.random.default_rng(0))
-    io.write_npz_atomic(weights, {k: np.asarray(v) for k, v in model.state_dict().items()})
+    files.write_npz_atomic(weights, {k: np.asarray(v) for k, v in model.state_dict().items()})
     feats = root / "features"
     assert main(["features", "--images", str(data / "images"), "--ids", str(data), "--arch", "resnet18",
                  "--weights", str(weights), "--out", str(feats), "--size", str(SIZE), "--no-progress"]) == 0
@@ -190,7 +190,7 @@ def test_picture_options_are_checked(mm, tmp_path, capsys):
     assert _predict(mm, "--input", test, "--images", tmp_path / "nowhere") == 2
     assert "--images: folder not found" in capsys.readouterr().err
     other = tmp_path / "other.npz"
-    io.write_npz_atomic(other, {k: np.asarray(v) for k, v in R.build(18, rng=np.random.default_rng(9))
+    files.write_npz_atomic(other, {k: np.asarray(v) for k, v in R.build(18, rng=np.random.default_rng(9))
                                 .state_dict().items()})
     assert _predict(mm, "--input", test, "--images", mm["images"], "--resnet", other) == 2
     assert "SHA-256" in capsys.readouterr().err
