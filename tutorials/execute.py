@@ -135,8 +135,8 @@ def problems(committed, fresh, name: str = "") -> list[str]:
     for i, (c, f) in enumerate(zip(cc, fc)):
         where = f"{name} code cell {i} ({c.source.strip().splitlines()[0][:50] if c.source.strip() else ''!r})"
         for t in _texts(c):
-            if FIGURE_TEXT.fullmatch(t.strip()):
-                out.append(f"{where}: a figure printed as text {t.strip()!r}: display it inline")
+            if FIGURE_TEXT.search(t):
+                out.append(f"{where}: a figure printed as text {FIGURE_TEXT.search(t).group(0)!r}: display it inline")
         if has_image(f) and not has_image(c):
             out.append(f"{where}: draws a figure, but no image is committed")
         if has_image(c) and not has_image(f):
