@@ -1,7 +1,7 @@
 """The README's paper ↔ code map names only files, functions, classes and attributes that exist.
 
 The map (README, "Learn" → "Paper ↔ code") is a table whose third column names code: a file
-(`minimner/ops/gate.py`), names defined in it (`: gate_forward, gate_backward`), bare file names read
+(`minimner/ops/gate.py`), names defined in it (`: gate_forward, gate_backward`), methods of a class in parentheses, bare file names read
 in the folder of the last path (`attention.py`), attributes of the model (`MGCMT.self_attention`,
 `obj2obj_attention(_v2)`: both spellings), attribute names in parentheses (`(maug_linear, aug_w1, …)`:
 set as ``self.name`` in the file named before them, or on ``MGCMT``), and dotted module paths
@@ -51,6 +51,7 @@ def _check_code_cell(cell: str) -> list[str]:
     current_file = None                 # the last file named: bare names are looked up in it
     current_dir = None
     in_mgcmt = False                    # after `MGCMT.x`, bare names are MGCMT's attributes too
+    last_class = None                   # the last class named: parenthesised names may be its methods
     # Split into backticked tokens, remembering whether each sits inside parentheses.
     depth, pos = 0, 0
     tokens = []
@@ -96,7 +97,7 @@ def _check_code_cell(cell: str) -> list[str]:
                     problems.append(f"{name}: no class {cls!r} in {current_file}")
             elif in_parens:                                      # attribute names of the class before
                 files = ([current_file] if current_file else []) + list(MGCMT_FILES)
-                if not _assigned(name, files):
+                if not (hasattr(last_class, name) or _assigned(name, files)):
                     problems.append(f"{name!r} is not an attribute set in {current_file or 'MGCMT'}")
             elif in_mgcmt:                                       # `MGCMT.a`, `b`, `c`: attributes of MGCMT
                 from minimner.models.mgcmt import MGCMT
@@ -108,6 +109,8 @@ def _check_code_cell(cell: str) -> list[str]:
                     continue
                 if not hasattr(_module_of(current_file), name):
                     problems.append(f"{current_file} defines no {name!r}")
+                elif isinstance(getattr(_module_of(current_file), name), type):
+                    last_class = getattr(_module_of(current_file), name)
     return problems
 
 
@@ -143,6 +146,8 @@ def test_the_map_check_has_teeth():
     assert _check_code_cell("`minimner/nn/augment.py`: `AugmentAdd` (`no_such_attr`)")
     assert _check_code_cell("`MGCMT.obj2obj_attention(_v9)`")
     assert _check_code_cell("`MGCMT.vismap2text`, `no_such_encoder`")
+    assert _check_code_cell("`minimner/data/inputs.py`: `Collator` (`add_inputs`)") == []
+    assert _check_code_cell("`minimner/data/inputs.py`: `Collator` (`no_such_method`)")
     assert _check_code_cell("`minimner/models/resnet.py`: `ResNet.no_such_method`")
     assert _check_code_cell("`minimner/vision/images.py`; ops `no_such_op.py`")
     assert _check_code_cell("`minimner/vision/images.py`; ops `conv2d.py`") == []

@@ -243,3 +243,79 @@ def test_t10_fusion_variants(t10):
     assert np.array_equal(results["gate_concat"][1], s.e_model)
     assert not np.allclose(results["grid_only"][1], s.e_model) and set(results["grid_only"][0].gates) == {"gate"}
     assert results["objects_only"][0].fusion.uses == ("obj", "objtxt")
+
+
+# --------------------------------------------------------------------------------------------------
+# Tutorial 07: the toy data set and the tiny BERT-CRF tagger of sections 1–2.
+# --------------------------------------------------------------------------------------------------
+
+def test_t07_toy_data_sizes(tmp_path):
+    """Tutorial 07, cell 4: write_toy_dataset(n_train=160, n_valid=40, n_test=40) writes those counts."""
+    from minimner.data.conll import read_conll
+    from minimner.data.toy import write_toy_dataset
+
+    data_dir = write_toy_dataset(tmp_path / "toy", n_train=160, n_valid=40, n_test=40)
+    train_sents = read_conll(data_dir / "train.txt")
+    dev_sents = read_conll(data_dir / "valid.txt")
+    test_sents = read_conll(data_dir / "test.txt")
+    assert len(train_sents) == 160 and len(dev_sents) == 40 and len(test_sents) == 40
+
+
+def test_t07_batch_and_step_shapes(tmp_path):
+    """Tutorial 07, cells 8 and 10: a padded batch's label and word-mask shapes; H and E's shapes."""
+    from tokenizers.pre_tokenizers import BertPreTokenizer
+
+    from minimner.data.batching import encode_sentences, make_batch
+    from minimner.data.conll import read_conll
+    from minimner.data.labels import NUM_TAGS
+    from minimner.data.toy import write_toy_dataset
+    from minimner.models.bert import BertConfig, BertModel
+    from minimner.models.text_crf import TextCRFTagger
+    from minimner.tokenization import BertWordPieceTokenizer
+
+    backend.set_backend("numpy")
+    train_sents = read_conll(write_toy_dataset(tmp_path / "toy", n_train=16, n_valid=4, n_test=4) / "train.txt")
+    pre = BertPreTokenizer()                      # the tutorial's fallback vocabulary: toy words and characters
+    words = {p for s in train_sents for w in s.words for p, _ in pre.pre_tokenize_str(w.lower())}
+    chars = sorted({c for w in words for c in w})
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + sorted(words - set(chars)) + chars + ["##" + c for c in chars]
+    tokenizer = BertWordPieceTokenizer.from_vocab({p: i for i, p in enumerate(vocab)}, lowercase=True)
+    batch = make_batch(encode_sentences(tokenizer, train_sents)[:4])
+    B, T = batch.input_ids.shape
+    W = batch.first_piece.shape[1]
+    assert batch.labels.shape == (B, T) and batch.word_mask.shape == (B, W)
+
+    cfg = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                     intermediate_size=64, max_position_embeddings=64)
+    rng = backend.rng(0)
+    model = TextCRFTagger(BertModel(cfg, rng=rng), num_tags=NUM_TAGS, rng=rng).eval()
+    H = model.bert.forward(batch.input_ids, batch.attention_mask)
+    E = model.classifier.forward(model.dropout.forward(H))
+    assert H.shape == (B, T, model.bert.config.hidden_size) and E.shape == (B, T, NUM_TAGS)
+
+
+# --------------------------------------------------------------------------------------------------
+# Tutorial 04: the gate module's names, the augmentation flag table, the paper's parameter counts.
+# --------------------------------------------------------------------------------------------------
+
+def test_t04_gate_names_and_augment_modes():
+    """Tutorial 04, cells 13 and 23: the split gate keeps the original's names; the flags → modes table."""
+    from minimner.nn.augment import AugmentNone, make_augment_fusion, mode_from_flags
+    from minimner.nn.gate import Gate
+
+    fus1 = Gate(4, names=("fus1_w1", "fus1_w2", "fus1_bias"), rng=np.random.default_rng(1))
+    assert list(fus1.state_dict()) == ["fus1_w1", "fus1_w2", "fus1_bias"]
+    assert [mode_from_flags(1, 1), mode_from_flags(1, 0), mode_from_flags(0), mode_from_flags(2)] == \
+        ["add", "gate", "embed", "none"]
+    assert isinstance(make_augment_fusion("embed", 3, 4), AugmentNone)
+
+
+def test_t04_paper_sizes():
+    """Tutorial 04, cell 27 (was an arithmetic identity there): the modules at the paper's C = 768, E = 200."""
+    from minimner.nn.augment import AugmentAdd, AugmentGate
+
+    def n_params(m):
+        return sum(p.data.size for p in m.parameters())
+
+    assert n_params(AugmentAdd(200, 768, rng=np.random.default_rng(0))) == 154_368
+    assert n_params(AugmentGate(200, 768, rng=np.random.default_rng(0))) == 154_368 + 1_180_416
