@@ -319,3 +319,16 @@ def test_t04_paper_sizes():
 
     assert n_params(AugmentAdd(200, 768, rng=np.random.default_rng(0))) == 154_368
     assert n_params(AugmentGate(200, 768, rng=np.random.default_rng(0))) == 154_368 + 1_180_416
+
+
+# --------------------------------------------------------------------------------------------------
+# Tutorial 09: the COCO class table. (Tutorial 05's figure-shape asserts live in tests/plots/test_crf.py,
+# which checks the drawn transition and marginal arrays by value and shape.)
+# --------------------------------------------------------------------------------------------------
+
+def test_t09_coco_class_ids():
+    """Tutorial 09, cell 33: the 80 COCO classes and the ids the tutorial's examples use."""
+    from minimner.vision.objects import COCO_CLASSES, NO_OBJECT, class_id, class_name
+
+    assert len(COCO_CLASSES) == 80 and class_id("person") == 1 and class_id("car") == 3 and class_id("dog") == 17
+    assert class_name(17) == "dog" and class_name(NO_OBJECT) == "<none>"
