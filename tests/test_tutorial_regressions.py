@@ -205,7 +205,7 @@ def test_t10_decode_and_float64_copy(t10):
 
 def test_t10_original_layout_and_round_trip(t10):
     """Tutorial 10, cell 43: key counts of the original layout, names, and the exact round trip."""
-    from minimner.convert import mscmt_keys
+    from minimner.models import mgcmt_state as mscmt_keys
     from minimner.models.mgcmt import MGCMT
 
     s = t10

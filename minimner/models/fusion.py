@@ -18,16 +18,16 @@ dropout, active in ``train()`` mode only. The operand orders are the original's.
 == ================= ======================================================== ==================================
 id name              Fv                                                       parameters (original leaf names)
 == ================= ======================================================== ==================================
-0  concat            ReLU(fus_cat_linear(drop.5([U_objtxt; U_img; U_imgtxt;   fus_cat_linear (4H→C)
+0  concat            ReLU(fus_cat_linear(drop.5([U_objtxt; U_img; U_imgtxt;   fus_cat_linear (4C→C)
                      U_obj])))
 1  gate_of_gates     drop.5(gate3(F1, F2))                                    fus1_*, fus2_*, fus3_w1/w2/bias
-2  gate_concat       ReLU(fus3_linear(drop.5([F1; F2])))         (default)    fus1_*, fus2_*, fus3_linear (2H→C)
+2  gate_concat       ReLU(fus3_linear(drop.5([F1; F2])))         (default)    fus1_*, fus2_*, fus3_linear (2C→C)
 3  path_attention    X = stack(U_objtxt, U_img, U_imgtxt, U_obj), (B,T,4,C)   mlp_linear1 (C→C), mlp_linear2 (C→1)
                      s = ReLU(mlp_linear2(drop.1(ReLU(mlp_linear1(X)))))
                      β = softmax over the 4 paths;  Fv = Σ_k β_k X_k
 4  linear_sum        ReLU(add_linear(drop.5(U_objtxt W_seq + U_img W_ali +    seq_w, ali_w, ati_w, obj_w (x W,
                      U_imgtxt W_ati + U_obj W_obj + add_bias)))               untransposed), add_bias, add_linear
-5  gmf_filtration    Gm = GMF(text = U_imgtxt, img = U_objtxt)                gmf.*, filtration_gate.*, gfg (2H→C)
+5  gmf_filtration    Gm = GMF(text = U_imgtxt, img = U_objtxt)                gmf.*, filtration_gate.*, gfg (2C→C)
                      [U_img; R] = FiltrationGate(text = U_img, mm = Gm)
                      Fv = gfg([U_img; R])  (no activation)
 6  grid_vs_objects   gate1(U_img, U_obj)                                      fus1_*
@@ -210,7 +210,7 @@ class _Fusion(Module):
 class ConcatFusion(_Fusion):
     """Method 0: ``Fv = ReLU(fus_cat_linear(drop.5([U_objtxt; U_img; U_imgtxt; U_obj])))``.
 
-    Parameters held: ``fus_cat_linear.weight`` (C, 4H), ``.bias`` (C,). Dropout ``fus_dropout`` (0.5).
+    Parameters held: ``fus_cat_linear.weight`` (C, 4C), ``.bias`` (C,). Dropout ``fus_dropout`` (0.5).
     """
 
     method = 0
@@ -224,14 +224,14 @@ class ConcatFusion(_Fusion):
 
     def _forward(self, img, imgtxt, obj, objtxt):
         xp = backend.get_xp(img)
-        x = xp.concatenate([objtxt, img, imgtxt, obj], axis=-1)  # (B, T, 4H) in the original's order
-        z = self.fus_cat_linear.forward(self.fus_dropout.forward(x))  # (B, T, 4H) @ (C, 4H)ᵀ -> (B, T, C)
+        x = xp.concatenate([objtxt, img, imgtxt, obj], axis=-1)  # (B, T, 4C) in the original's order
+        z = self.fus_cat_linear.forward(self.fus_dropout.forward(x))  # (B, T, 4C) @ (C, 4C)ᵀ -> (B, T, C)
         self.gates = {}
         return self.relu.forward(z), None                  # (B, T, C)
 
     def _backward(self, dfv, cache):
         dz = self.relu.backward(dfv)                       # (B, T, C)
-        dx = self.fus_dropout.backward(self.fus_cat_linear.backward(dz))   # (B, T, 4H)
+        dx = self.fus_dropout.backward(self.fus_cat_linear.backward(dz))   # (B, T, 4C)
         C = self.hidden
         return {p: dx[..., k * C:(k + 1) * C] for k, p in enumerate(_STACK)}   # four (B, T, C) blocks
 
@@ -284,7 +284,7 @@ class GateConcatFusion(_TwoGranularities):
     """Method 2 (the default): ``Fv = ReLU(fus3_linear(drop.5([F1; F2])))`` (docs/model.md §2 step 10).
 
     Parameters held: ``fus1_w1, fus1_w2, fus1_bias, fus2_w1, fus2_w2, fus2_bias``,
-    ``fus3_linear.weight`` (C, 2H), ``fus3_linear.bias`` (C,). Dropout ``fus_dropout`` (0.5).
+    ``fus3_linear.weight`` (C, 2C), ``fus3_linear.bias`` (C,). Dropout ``fus_dropout`` (0.5).
     Gates: ``image`` g1, ``object`` g2.
     """
 
@@ -301,13 +301,13 @@ class GateConcatFusion(_TwoGranularities):
 
     def _forward(self, img, imgtxt, obj, objtxt):
         f1, f2, caches = self._f1_f2(img, imgtxt, obj, objtxt)   # (B, T, C) each
-        x = backend.get_xp(f1).concatenate([f1, f2], axis=-1)   # (B, T, 2H)
-        z = self.fus3_linear.forward(self.fus_dropout.forward(x))   # (B, T, 2H) @ (C, 2H)ᵀ -> (B, T, C)
+        x = backend.get_xp(f1).concatenate([f1, f2], axis=-1)   # (B, T, 2C)
+        z = self.fus3_linear.forward(self.fus_dropout.forward(x))   # (B, T, 2C) @ (C, 2C)ᵀ -> (B, T, C)
         return self.relu.forward(z), caches                # (B, T, C)
 
     def _backward(self, dfv, caches):
         dz = self.relu.backward(dfv)                       # (B, T, C)
-        dx = self.fus_dropout.backward(self.fus3_linear.backward(dz))   # (B, T, 2H)
+        dx = self.fus_dropout.backward(self.fus3_linear.backward(dz))   # (B, T, 2C)
         C = self.hidden
         return self._f1_f2_backward(dx[..., :C], dx[..., C:], caches)
 
@@ -425,7 +425,7 @@ class GMFFiltrationFusion(_Fusion):
 
     Parameters held: ``gmf.{text_linear, img_linear}`` (C→C), ``gmf.gate_linear`` (2H→1),
     ``filtration_gate.text_linear.weight`` (C, C; **no bias**), ``filtration_gate.multimodal_linear``,
-    ``.resv_linear`` (C→C), ``filtration_gate.gate_linear`` (2H→1), ``gfg`` (2H→C), each Linear
+    ``.resv_linear`` (C→C), ``filtration_gate.gate_linear`` (2H→1), ``gfg`` (2C→C), each Linear
     with ``weight`` and ``bias``. Gates: ``gmf`` γ, ``filtration`` φ, (B, T, 1) each.
     """
 
@@ -442,9 +442,9 @@ class GMFFiltrationFusion(_Fusion):
 
     def _forward(self, img, imgtxt, objtxt):
         gm, gamma, c_gmf = gmf_forward(imgtxt, objtxt, *self.gmf.arrays())   # (B, T, C), (B, T, 1)
-        out, phi, c_fg = filtration_gate_forward(img, gm, *self.filtration_gate.arrays())   # (B, T, 2H), (B, T, 1)
+        out, phi, c_fg = filtration_gate_forward(img, gm, *self.filtration_gate.arrays())   # (B, T, 2C), (B, T, 1)
         self.gates = {"gmf": gamma, "filtration": phi}
-        return self.gfg.forward(out), (c_gmf, c_fg)        # (B, T, 2H) @ (C, 2H)ᵀ -> (B, T, C)
+        return self.gfg.forward(out), (c_gmf, c_fg)        # (B, T, 2C) @ (C, 2C)ᵀ -> (B, T, C)
 
     def _backward(self, dfv, cache):
         c_gmf, c_fg = cache

@@ -6,7 +6,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from minimner.convert import mscmt_keys as keys
+from minimner.models import mgcmt_state as keys
 from minimner.convert.mgcmt import convert_file, load_mgcmt, manifest_path
 from minimner.models.mgcmt import MGCMT, MGCMTConfig
 from tests.models.mgcmt_helpers import ONE_FLAG_AWAY, TINY, tiny_inputs, tiny_model
