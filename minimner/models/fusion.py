@@ -423,9 +423,9 @@ class GMFFiltrationFusion(_Fusion):
     U_obj is not read. GMF and FiltrationGate are the op pairs of :mod:`minimner.ops.gmf`
     (the original's 768 generalised to C); no activation after ``gfg`` and no dropout.
 
-    Parameters held: ``gmf.{text_linear, img_linear}`` (C→C), ``gmf.gate_linear`` (2H→1),
+    Parameters held: ``gmf.{text_linear, img_linear}`` (C→C), ``gmf.gate_linear`` (2C→1),
     ``filtration_gate.text_linear.weight`` (C, C; **no bias**), ``filtration_gate.multimodal_linear``,
-    ``.resv_linear`` (C→C), ``filtration_gate.gate_linear`` (2H→1), ``gfg`` (2C→C), each Linear
+    ``.resv_linear`` (C→C), ``filtration_gate.gate_linear`` (2C→1), ``gfg`` (2C→C), each Linear
     with ``weight`` and ``bias``. Gates: ``gmf`` γ, ``filtration`` φ, (B, T, 1) each.
     """
 
