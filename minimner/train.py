@@ -73,12 +73,19 @@ from minimner.finite import NonFiniteError, first_nonfinite
 from minimner.machine import describe
 
 __all__ = ["TrainConfig", "train", "train_step", "load_run", "run_source", "evaluate_examples", "predict_sentences",
-           "MODELS"]
+           "MODELS", "group_learning_rates"]
 
 
 @dataclass
 class TrainConfig:
-    """Everything a training run depends on (saved to ``run.json``)."""
+    """Everything a training run depends on (saved to ``run.json``).
+
+    **Learning-rate groups** (``lr_bert``, ``lr_head``, ``lr_crf``): as in BERT-CRF practice, the
+    pretrained BERT can take a small rate while the freshly initialised layers after it (the
+    classifier; MGCMT's cross-modal encoders, gates and object embeddings) and the CRF's
+    transition scores take larger ones, or they barely move in a short run. Every group follows
+    the same warmup/decay schedule (:func:`group_learning_rates`).
+    """
 
     data_dir: str                       # folder with train.txt / valid.txt (CoNLL with IMGID)
     out: str                            # run folder
@@ -87,7 +94,10 @@ class TrainConfig:
     epochs: int = 8                     # the reference recipe uses 8
     batch_size: int = 24                # as in the paper
     eval_batch_size: int = 64
-    lr: float = 1e-4                    # AdamW peak learning rate
+    lr: float = 1e-4                    # AdamW peak learning rate (of every parameter without a group rate below)
+    lr_bert: float | None = None        # peak rate of BERT's parameters (None = lr)
+    lr_head: float | None = None        # peak rate of the layers after BERT, CRFs excepted (None = lr)
+    lr_crf: float | None = None         # peak rate of the CRF start/end/transition scores (None = lr)
     weight_decay: float = 0.01
     warmup: float = 0.1                 # fraction of all steps spent warming up
     max_grad_norm: float = 1.0          # global-norm clipping (0 disables)
@@ -415,6 +425,42 @@ def _progress(iterable, **kw):
     return tqdm(iterable, dynamic_ncols=True, mininterval=1.0, **kw)
 
 
+def group_learning_rates(model, cfg: TrainConfig) -> dict:
+    """``{parameter name: peak learning rate}`` of a model under ``cfg``'s rate groups.
+
+    ``bert.*`` -> ``cfg.lr_bert``; the main and auxiliary CRFs' ``crf.*`` / ``aux_crf.*`` ->
+    ``cfg.lr_crf``; every other parameter (the new layers after BERT) -> ``cfg.lr_head``; a group
+    whose rate is None takes ``cfg.lr``.
+
+    Raises
+    ------
+    ValueError
+        for a negative rate.
+    """
+    rates = {"bert": cfg.lr_bert, "crf": cfg.lr_crf, "head": cfg.lr_head}
+    rates = {k: cfg.lr if v is None else float(v) for k, v in rates.items()}
+    if cfg.lr < 0 or any(not v >= 0 for v in rates.values()):
+        raise ValueError(f"learning rates must be non-negative, got lr={cfg.lr}, groups {rates}")
+    out = {}
+    for name, _ in model.named_parameters():
+        top = name.split(".", 1)[0]
+        out[name] = rates["bert" if top == "bert" else "crf" if top in ("crf", "aux_crf") else "head"]
+    return out
+
+
+def _group_record(model, cfg: TrainConfig) -> dict:
+    """run.json's ``lr_groups``: each group's peak rate and how many parameters (values) it holds."""
+    rates = group_learning_rates(model, cfg)
+    out = {}
+    for name, p in model.named_parameters():
+        top = name.split(".", 1)[0]
+        g = "bert" if top == "bert" else "crf" if top in ("crf", "aux_crf") else "head"
+        entry = out.setdefault(g, {"lr": rates[name], "tensors": 0, "values": 0})
+        entry["tensors"] += 1
+        entry["values"] += int(p.data.size)
+    return out
+
+
 # --------------------------------------------------------------------------- evaluation
 def predict_sentences(model, examples, batch_size: int = 64, constrained: bool = True,
                       desc: str = "predict", progress: bool = True, source=None) -> list[list[str]]:
@@ -671,8 +717,16 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log=pri
     if cfg.max_steps:
         total = min(total, cfg.max_steps)
     warmup_steps = int(cfg.warmup * total)
+    rates = group_learning_rates(model, cfg)
+    # One schedule for all groups: opt.lr is cfg.lr times the schedule, each group a fixed multiple of it.
+    scale = {n: (r / cfg.lr if cfg.lr > 0 else 0.0) for n, r in rates.items()}
+    if cfg.lr == 0 and any(rates.values()):
+        raise ValueError("--lr 0 with a non-zero group rate: the groups are multiples of --lr's schedule")
     opt = AdamW(model.named_parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
-                no_decay=("bias", "LayerNorm.weight"))
+                no_decay=("bias", "LayerNorm.weight"), lr_scale=scale)
+    groups = _group_record(model, cfg)
+    if any(v is not None for v in (cfg.lr_bert, cfg.lr_head, cfg.lr_crf)):
+        log("learning rates: " + ", ".join(f"{g} {v['lr']:g} ({v['values']:,} values)" for g, v in groups.items()))
 
     state = {"epoch": 0, "step": 0, "best_f1": -1.0, "best_epoch": -1, "bad_epochs": 0, "history": []}
     if resume and (out / "last.npz").exists():
@@ -685,7 +739,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log=pri
     if not run_json.exists():
         write_text_atomic(run_json, json.dumps({
             "config": dataclasses.asdict(cfg), "bert_source": str(bert_src), "bert_config": bert_config,
-            "num_tags": NUM_TAGS, "augment": _augment_record(cfg, table), "machine": describe(),
+            "num_tags": NUM_TAGS, "augment": _augment_record(cfg, table), "lr_groups": groups, "machine": describe(),
             "train_sentences": len(train_s), "dev_sentences": len(dev_s), "steps_per_epoch": steps_per_epoch,
             "total_steps": total, **({} if mcfg is None else {
                 "mgcmt_config": mcfg, "original_flags": model.config.original_flags(), "coverage": coverage,
