@@ -21,8 +21,8 @@ Design of the ambiguity
   decides**: PER -> a person (head, hair, body; varied skin and clothes colours),
   LOC -> a place (a skyline with lit window grids, or a street map with water and a
   pin), ORG -> a logo (a bold outlined badge, saturated, with a striped field and
-  stroke letters on a band), MISC -> an event or product (a gold trophy on a dark
-  stage, a football in a floodlit night stadium, or a fireworks poster).
+  stroke letters on a band), MISC -> an event or product (a gold trophy before a red
+  curtain, a football in a floodlit night stadium, or a fireworks poster).
 * **Text-decidable tweets** (share ``p_typed``) use typed context ("flying to Norulo
   tomorrow", "@Osvek_FC signs a new striker", "RT @Ralimo : ...", "watching the Correl
   Cup final tonight"), including multi-word entities (``B-``/``I-``: "Mount Velova",
@@ -37,8 +37,8 @@ ambiguous types; a model that reads the image can resolve them.
 
 The key object
 --------------
-The scene's key object is drawn at a random position and scale (3–4.5 grid cells
-wide, at most 5.5 high) over a cluttered, type-neutral background (muted gradient,
+The scene's key object is drawn at a random position and scale (2.8–3.8 grid cells
+wide, at most 4.6 high: about a quarter of the grid) over a cluttered, type-neutral background (muted gradient,
 20–35 muted shapes, pixel noise), always inside the 224×224 centre crop of the eval transform
 (:func:`minimner.vision.images.eval_transform`: shorter side resized to 256, centre
 crop 224). ``meta.json`` gives per image its bounding box in saved-image pixels
@@ -62,19 +62,23 @@ size, and the crop frame ``(sx, sy, left, top)`` of :func:`crop_frame`) and
 * ``scene`` (what the picture shows: PER, LOC, ORG, MISC or none), ``variant``
   (person, skyline, map, badge, trophy, ball, fireworks), ``misleading``;
 * ``bbox`` and ``cells`` of the key object (None and [] without one);
-* ``objects`` (as in ``objects.json``) and ``detector_miss`` (forced empty).
+* ``objects`` (as in ``objects.json``), ``detector_miss`` (forced empty) and
+  ``type_hint`` (the labels include the variant's hinting label).
 
 Noise (as the paper discusses)
 ------------------------------
 * ``p_misleading``: an ambiguous tweet's picture shows another type than the gold
   one (flag ``misleading`` in the meta); its gold label is then unresolvable.
-* ``p_no_objects``: the simulated detector misses everything (empty list). Besides
-  that, the detector is partial by design: PER scenes usually report "person"
-  (once per drawn person), LOC scenes sometimes "car" / "traffic light" / "bench",
-  ORG scenes sometimes "tv" / "laptop" / "cell phone", MISC scenes sometimes "sports
-  ball" (football) / "cup" (trophy) / "kite" (fireworks), any scene rarely "chair" /
-  "potted plant" / "bottle" / a background "person". So the grid matters, not only
-  the labels.
+* ``p_no_objects``: the simulated detector misses everything (empty list).
+* **The object labels do not give the type away**, as with a real detector on tweet
+  photos: every scene (and every picture without a key object) draws its labels from
+  one generic pool with the same probabilities ("person" 0.45, "car", "chair",
+  "bottle", "cup", "cell phone", "handbag", "potted plant"), so a "person" is as
+  likely over a skyline or a trophy as in a portrait. Only with probability 0.15 a
+  label that goes with the scene's variant is added ("tie" for a person, "traffic
+  light" / "boat" for a skyline / map, "tv" for a badge, "wine glass" / "sports ball"
+  / "kite" for a trophy / football / fireworks), flagged ``type_hint`` in the meta.
+  What decides is drawn in the picture's grid.
 * ``p_no_image``: the tweet keeps its ``IMGID`` line but no file is written (the
   pipeline marks it missing; :mod:`minimner.vision.images`); it has no objects entry.
 
@@ -109,7 +113,7 @@ __all__ = ["generate", "DEFAULT_SIZES", "VERSION", "SCENES", "ENTITY_NAMES", "cr
            "separability_probe"]
 
 #: Format version of the generated set (bump when the generator's output changes).
-VERSION = 1
+VERSION = 2
 
 #: Tweets per split of the default set, sized for a CPU demo that trains a text-only and a multimodal
 #: model: ~950 images, generated in ~3 s; random-init ResNet-18 features through the real pipeline take
@@ -555,10 +559,15 @@ def _gold(rng):
 
 
 def _draw_trophy(im, d, box, rng):
-    """A gold cup on a dark stage with a spotlight."""
+    """A gold cup on a stage before a deep red curtain (vertical folds) with a spotlight."""
     l, t, r, b = box
     w, h = r - l, b - t
-    d.rectangle(box, fill=_hsv(rng.uniform(0.6, 0.75), rng.uniform(0.3, 0.7), rng.uniform(0.05, 0.2)))
+    d.rectangle(box, fill=_hsv(rng.uniform(-0.02, 0.02), rng.uniform(0.75, 0.95), rng.uniform(0.35, 0.5)))
+    fold = max(3.0, w / rng.uniform(7, 10))
+    x = l + fold * rng.uniform(0, 1)
+    while x < r:                                          # darker folds of the curtain
+        d.rectangle([x, t, min(r, x + fold * 0.45), b], fill=_hsv(0.0, 0.9, rng.uniform(0.18, 0.28)))
+        x += fold
     d.polygon([(l + w * 0.4, t), (l + w * 0.6, t), (r, b), (l, b)], fill=_hsv(0.15, 0.15, rng.uniform(0.3, 0.45)))
     l, t, r, b = l + w * 0.12, t + h * 0.12, r - w * 0.12, b - h * 0.04
     w, h = r - l, b - t
@@ -623,30 +632,31 @@ _DRAW = {"person": _draw_person, "skyline": _draw_skyline, "map": _draw_map, "ba
          "trophy": _draw_trophy, "ball": _draw_ball, "fireworks": _draw_fireworks}
 
 
-def _detections(scene, variant, people, rng) -> list[str]:
-    """What a COCO detector would report for the scene (partial by design), best score first."""
-    found = []
-    if scene == "PER" and rng.random() < 0.85:
-        found += ["person"] * people
-    elif scene == "LOC":
-        found += [c for c, p in (("car", 0.3), ("traffic light", 0.2), ("bench", 0.15)) if rng.random() < p]
-        if variant == "map" and rng.random() < 0.2:
-            found.append("boat")
-    elif scene == "ORG" and rng.random() < 0.35:
-        found.append(("tv", "laptop", "cell phone")[rng.integers(3)])
-    elif scene == "MISC":
-        if variant == "ball" and rng.random() < 0.6:
-            found.append("sports ball")
-        elif variant == "trophy" and rng.random() < 0.45:
-            found.append("cup")
-        elif variant == "fireworks" and rng.random() < 0.1:
-            found.append("kite")
-    for c, p in (("chair", 0.06), ("potted plant", 0.05), ("bottle", 0.05)):
-        if rng.random() < p:
-            found.append(c)
-    if scene != "PER" and rng.random() < 0.06:
-        found.append("person")                            # someone in the background
-    return found
+#: Labels a detector reports in every kind of scene (crowds at venues, streets, offices, stadiums) with the
+#: same probabilities whatever the scene: they say nothing about the entity type.
+_SHARED_OBJECTS = (("person", 0.45), ("chair", 0.12), ("bottle", 0.1), ("car", 0.12), ("cup", 0.08),
+                   ("potted plant", 0.06), ("cell phone", 0.08), ("handbag", 0.06))
+#: The one label per variant that does hint at the type (reported with probability ``_P_HINT``).
+_HINTS = {"person": "tie", "skyline": "traffic light", "map": "boat", "badge": "tv", "trophy": "wine glass",
+          "ball": "sports ball", "fireworks": "kite"}
+_P_HINT = 0.15
+
+
+def _detections(scene, variant, people, rng) -> tuple[list[str], bool]:
+    """What the simulated detector reports for the scene, and whether it hints at the type.
+
+    As with a real detector on tweet photos, the labels do not give the type away: every scene
+    draws from the same generic pool with the same probabilities (a "person" is as likely in front
+    of a skyline or a trophy as in a portrait), and only with probability ``_P_HINT`` a label that
+    goes with the scene's variant is added (``type_hint`` in the meta). The type is in the pixels.
+    """
+    found = [c for c, p in _SHARED_OBJECTS if rng.random() < p]
+    if found and found[0] == "person" and scene == "PER" and people > 1:
+        found = ["person"] * min(people, 3) + found[1:]     # a crowd: one box per drawn person
+    hint = scene != "none" and rng.random() < _P_HINT
+    if hint:
+        found.insert(int(rng.integers(len(found) + 1)), _HINTS[variant])
+    return found, bool(hint)
 
 
 def _noise_bank(seed, width, height, n=16):
@@ -657,7 +667,7 @@ def _noise_bank(seed, width, height, n=16):
 
 
 def _render(scene, rng, width, height, noise):
-    """Draw one picture. Returns (image, variant, key box in saved pixels or None, cells, detections).
+    """Draw one picture. Returns (image, variant, key box in saved pixels or None, cells, detections, type hint).
 
     ``noise``: (n, Hi, Wi, 3) int16 fields from :func:`_noise_bank`; one is added to the picture.
     """
@@ -668,8 +678,8 @@ def _render(scene, rng, width, height, noise):
     if scene != "none":
         variants, (amin, amax) = _VARIANTS[scene]
         variant = variants[rng.integers(len(variants))]
-        bw = rng.uniform(3.0, 4.5) * CELL                  # key box in crop pixels
-        bh = min(bw * rng.uniform(amin, amax), 5.5 * CELL)
+        bw = rng.uniform(2.8, 3.8) * CELL                  # key box in crop pixels (~11 of the 49 cells)
+        bh = min(bw * rng.uniform(amin, amax), 4.6 * CELL)
         bx, by = rng.uniform(0, CROP - bw), rng.uniform(0, CROP - bh)
         # crop pixels -> saved pixels (integers); the cells come from that saved box mapped back
         box = [int(math.floor((bx + left) / sx)), int(math.floor((by + top) / sy)),
@@ -688,7 +698,8 @@ def _render(scene, rng, width, height, noise):
     arr += noise[rng.integers(len(noise))]                                            # sensor noise (Hi, Wi, 3)
     np.clip(arr, 0, 255, out=arr)
     im = Image.fromarray(arr.astype(np.uint8), "RGB")
-    return im, variant, box, cells, _detections(scene, variant, people, rng)
+    found, hint = _detections(scene, variant, people, rng)
+    return im, variant, box, cells, found, hint
 
 
 # ------------------------------------------------------------------------------------------- API
@@ -867,17 +878,17 @@ def generate(out_dir, seed: int = 0, sizes: dict | None = None, p_misleading: fl
             entry = {"split": split, "kind": plan["kind"], "gold": plan["gold"], "image_spans": plan["image_spans"],
                      "image": has_image,
                      "scene": None, "variant": None, "misleading": plan["misleading"], "bbox": None, "cells": [],
-                     "objects": [], "detector_miss": False}
+                     "objects": [], "detector_miss": False, "type_hint": False}
             if has_image:
                 image_rng = np.random.default_rng([settings["seed"], si, i + 1])
-                im, variant, box, cells, found = _render(plan["scene"], image_rng, width, height, noise)
+                im, variant, box, cells, found, hint = _render(plan["scene"], image_rng, width, height, noise)
                 _write_jpeg(out / "images" / f"{image_id}.jpg", im, settings["jpeg_quality"])
                 found = [] if miss else found
                 for c in found:
                     class_id(c)                           # a COCO-80 name, or fail loudly here
                 objects[f"{image_id}.jpg"] = found
                 entry.update(scene=plan["scene"], variant=variant, bbox=box, cells=cells, objects=found,
-                             detector_miss=miss)
+                             detector_miss=miss, type_hint=hint and not miss)
             images[image_id] = entry
         write_conll(out / f"{split}.txt", sentences)
         split_stats[split] = stats
