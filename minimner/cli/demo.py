@@ -11,7 +11,7 @@ What it does (every step is the code a user runs on real data):
    seed** (weights saved as ``OUT/resnet18-seed0.npz``): its features are not ImageNet features,
    but they are a fixed, deterministic function of the pixels that separates the drawn scenes
    (a linear probe finds the scene type of 97 % of held-out pictures, see
-   :func:`minimner.data.synthetic.separability_probe`). On real tweets, convert torchvision's
+   ``benchmarks/separability.py``). On real tweets, convert torchvision's
    ResNet-152 and run the same ``features`` command (README).
 3. **Two taggers, same BERT, same recipe, same seed:** the text-only BERT-CRF and the
    cross-modal MGCMT (paper flags, image features + object labels). BERT is the real
