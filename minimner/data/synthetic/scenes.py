@@ -22,6 +22,9 @@ TYPES = SCENES[:4]
 
 GRID = 7                       # the ResNet grid is GRID × GRID regions at a 224 crop
 CELL = CROP // GRID            # 32 pixels of the crop per grid cell
+CLUTTER = (20, 36)             # muted background shapes per picture: [low, high)
+KEY_WIDTH = (2.8, 3.8)         # key object width in grid cells
+KEY_MAX_HEIGHT = 4.6           # and its greatest height
 
 
 # ---------------------------------------------------------------------------------------- geometry
@@ -87,7 +90,7 @@ def _background(rng, width, height) -> Image.Image:
     arr = np.broadcast_to(arr, (height, width, 3)).astype(np.uint8)                  # (Hi, Wi, 3)
     im = Image.fromarray(arr, "RGB")
     d = ImageDraw.Draw(im)
-    for _ in range(int(rng.integers(20, 36))):
+    for _ in range(int(rng.integers(*CLUTTER))):
         x, y = rng.uniform(-20, width), rng.uniform(-20, height)
         w, h = rng.uniform(8, 80), rng.uniform(8, 80)
         kind = rng.integers(4)
@@ -391,8 +394,8 @@ def render(scene, rng, width, height, noise):
     if scene != "none":
         variants, (amin, amax) = _VARIANTS[scene]
         variant = variants[rng.integers(len(variants))]
-        bw = rng.uniform(2.8, 3.8) * CELL                  # key box in crop pixels (~11 of the 49 cells)
-        bh = min(bw * rng.uniform(amin, amax), 4.6 * CELL)
+        bw = rng.uniform(*KEY_WIDTH) * CELL                # key box in crop pixels (~11 of the 49 cells)
+        bh = min(bw * rng.uniform(amin, amax), KEY_MAX_HEIGHT * CELL)
         bx, by = rng.uniform(0, CROP - bw), rng.uniform(0, CROP - bh)
         # crop pixels -> saved pixels (integers); the cells come from that saved box mapped back
         box = [int(math.floor((bx + left) / sx)), int(math.floor((by + top) / sy)),

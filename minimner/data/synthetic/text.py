@@ -22,6 +22,7 @@ def _name_pool(n: int = 96) -> tuple[str, ...]:
 
 #: The invented names every entity is built from (the same pool for all four types).
 ENTITY_NAMES = _name_pool()
+AMBIGUOUS_NAMES = ENTITY_NAMES
 
 _HANDLES = ("@jess_22", "@mike88", "@daily_vibes", "@sam_k", "@coffee_addict", "@lisa_m", "@tom_b99",
             "@newsbot", "@its_jay", "@rachel_x")
@@ -80,15 +81,20 @@ _O_ONLY = (
 )
 
 
-def _entity(form: str, rng: np.random.Generator) -> list[str]:
-    """The words of an entity for a form: ``*`` = a name, ``**`` = two distinct names, other words literal."""
+def _entity(form: str, rng: np.random.Generator, pool=None) -> list[str]:
+    """The words of an entity for a form: ``*`` = a name, ``**`` = two names, other words literal.
+
+    ``pool``: the names to use (default :data:`ENTITY_NAMES`); the draws are the same whatever the
+    pool (an index into :data:`ENTITY_NAMES`, taken modulo the pool's size).
+    """
+    pool = ENTITY_NAMES if pool is None else pool
     words = []
     for part in form.split():
         if part == "**":
             a, b = rng.choice(len(ENTITY_NAMES), size=2, replace=False)
-            words += [ENTITY_NAMES[a], ENTITY_NAMES[b]]
+            words += [pool[a % len(pool)], pool[b % len(pool)]]
         elif "*" in part:
-            words.append(part.replace("*", ENTITY_NAMES[rng.integers(len(ENTITY_NAMES))]))
+            words.append(part.replace("*", pool[rng.integers(len(ENTITY_NAMES)) % len(pool)]))
         else:
             words.append(part)
     return words
@@ -159,7 +165,7 @@ def tweet(rng: np.random.Generator, p_ambiguous: float, p_typed: float, p_mislea
     u = rng.random()
     if u < p_ambiguous:
         gold = TYPES[rng.integers(4)]
-        ent = _entity("**" if rng.random() < 0.3 else "*", rng)
+        ent = _entity("**" if rng.random() < 0.3 else "*", rng, AMBIGUOUS_NAMES)
         template = _NEUTRAL[rng.integers(len(_NEUTRAL))]
         if "{E} {E} {E}" in template:                      # a repeated chant: one-word name, three entities
             ent = ent[:1]
