@@ -127,7 +127,7 @@ def main(argv=None) -> int:
 
     t0 = time.perf_counter()
     if args.lexicon is None:
-        from minimner.convert.glove import ensure_default_lexicon
+        from minimner.lexicon.glove import ensure_default_lexicon
         lex_path = ensure_default_lexicon(verbose=True)
     else:
         lex_path = args.lexicon

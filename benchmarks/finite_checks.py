@@ -118,6 +118,7 @@ def _model(kind: str, bert_cfg: dict):
 def _step(model, opt, batches, source, checked: bool, out: Path):
     """One training step as :func:`minimner.train.train` takes it (with or without the checks)."""
     from minimner import train as T
+    from minimner.data.inputs import Collator
     from minimner.optim import clip_grad_norm
 
     state = {"step": 0, "epoch": 1}
@@ -125,7 +126,7 @@ def _step(model, opt, batches, source, checked: bool, out: Path):
 
     def step():
         batch = next(it)
-        loss = model.forward(batch) if source is None else model.forward(batch, source=source)
+        loss = model.batch_loss(Collator(source=source).add_inputs(batch))   # the step's inputs, as train's collator
         value = float(loss)
         if checked:
             T._check_loss(model, value, batch, state, out)

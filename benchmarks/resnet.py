@@ -81,7 +81,7 @@ def worker_torch(a) -> dict:
 
     from tests.models.test_resnet import _torch_classes
 
-    from minimner.convert.io import read_npz
+    from minimner.files import read_npz
 
     model = _torch_classes()(a.depth).eval()
     state = {k: torch.from_numpy(v) for k, v in read_npz(a.weights).items()}
@@ -151,7 +151,7 @@ def main(argv=None) -> int:
 
     from tests.models.test_resnet import numpy_state, torch_resnet
 
-    from minimner.convert.io import write_npz_atomic
+    from minimner.files import write_npz_atomic
 
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="minimner-bench-") as tmp:

@@ -18,8 +18,7 @@ Everything that touches arrays asks this module which array library to use:
 * The few spellings that differ between NumPy and CuPy live here once:
   ``scatter_add`` (embedding gradients), ``erf`` and ``normal_cdf`` (exact GELU).
 
-Dimension legend used across minimner: B batch, T word-piece tokens, R image
-regions, C hidden, H heads, D head size (C = H·D), K tags, V vocab.
+Dimension letters: the package's one legend, in :mod:`minimner` (``minimner/__init__.py``).
 """
 from __future__ import annotations
 
@@ -29,6 +28,7 @@ import types
 import numpy as np
 
 from minimner import _strict
+from minimner._erf import erf_numpy, normal_cdf_float32
 
 try:  # CuPy is optional: the `gpu` extra.
     import cupy as _cupy  # type: ignore
@@ -226,8 +226,6 @@ def erf(x):
     """
     if is_cupy_array(x):
         return _cupyx_special.erf(x)
-    from minimner._erf import erf_numpy
-
     if isinstance(x, _strict.StrictArray):  # the strict backend's stand-in for CuPy's kernel
         return _strict.StrictArray(erf_numpy(x._a))
     return erf_numpy(x)
@@ -243,8 +241,6 @@ def normal_cdf(x):
     This CPU-only branch exists because NumPy has no erf ufunc.
     """
     if not is_device_array(x) and x.dtype == np.float32:
-        from minimner._erf import normal_cdf_float32
-
         return normal_cdf_float32(x)
     cdf = erf(x * x.dtype.type(1.0 / np.sqrt(2.0)))        # (...) erf(x/√2), dtype of x
     cdf += 1                                               # in place on the fresh array

@@ -43,7 +43,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from minimner.backend import get_xp
+from minimner.backend import asnumpy, get_xp
 from minimner.constraints import Constraints
 from minimner.ops.softmax import logsumexp
 
@@ -519,7 +519,6 @@ def paths_to_lists(paths, mask) -> list[list[int]]:
     This is a device -> host transfer (it calls ``tolist``); use it only when
     handing results to Python code.
     """
-    from minimner.backend import asnumpy
     p = asnumpy(paths)                                         # (B, T) on host
     n = asnumpy(mask).sum(axis=1)                              # (B,)
     return [row[:k].tolist() for row, k in zip(p, n)]

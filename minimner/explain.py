@@ -3,8 +3,8 @@
 :func:`explain_tweet` runs the model once on one tweet (eval mode) and returns an
 :class:`Explanation`: the predicted tags, and for every *word* (its first word piece)
 the real attention probabilities of the cross-modal layers the forward pass keeps
-(docs/differences.md §5): text → image grid (``txt2img``, h × W × R), text → objects (``txt2obj``,
-h × W × O), and the fusion's gate values (``image`` = g1 over the grid paths, ``object``
+(docs/differences.md §5): text → image grid (``txt2img``, H × W × R), text → objects (``txt2obj``,
+H × W × O), and the fusion's gate values (``image`` = g1 over the grid paths, ``object``
 = g2 over the object paths; W × C), and the text→image attention rolled out through the
 image self-attention (:func:`rollout`), which is where a word's image information really
 comes from. :meth:`Explanation.figure` draws them with
@@ -15,7 +15,7 @@ The picture of a tweet comes either from the data (a ``features`` folder, throug
 (:func:`image_grid`: the same eval transform and ResNet as the ``features`` command),
 and the objects from the run's object table or a list of COCO names.
 
-Dimension legend: W words, T word pieces, h heads, R regions (49), O object slots (5),
+Dimension legend: W words, T word pieces, H heads, R regions (49), O object slots (5),
 C hidden, C_img image feature size.
 """
 from __future__ import annotations
@@ -27,6 +27,16 @@ from typing import Sequence
 import numpy as np
 
 from minimner import backend
+from minimner.constraints import paper_constraints
+from minimner.data.batching import encode_sentences
+from minimner.data.conll import Sentence
+from minimner.data.inputs import Collator
+from minimner.data.labels import MAIN_TAGS
+from minimner.models.text_crf import piece_word_mask
+from minimner.plots.attention import plot_tweet
+from minimner.plots.crf import plot_crf
+from minimner.vision.features import FeatureExtractor, load_resnet
+from minimner.vision.objects import class_name, object_ids
 
 __all__ = ["Explanation", "SingleImageSource", "explain_tweet", "image_grid", "rollout"]
 
@@ -43,8 +53,6 @@ class SingleImageSource:
     """
 
     def __init__(self, grid=None, grid_hw=None, objects=None, slots: int = 5):
-        from minimner.vision.objects import object_ids
-
         self.grid = None if grid is None else np.asarray(grid, dtype=np.float32)
         if self.grid is not None:
             R = self.grid.shape[0]
@@ -56,13 +64,14 @@ class SingleImageSource:
         self.objects = None if objects is None else object_ids(list(objects), slots)[0]   # (O,)
 
     def inputs(self, batch, dtype=np.float32) -> dict:
+        """As :meth:`minimner.data.multimodal.MultimodalSource.inputs`: the one grid for every tweet."""
         where = backend.device_of(batch.input_ids)
         B = len(batch)
-        out = {"image": None, "region_mask": None, "objects": None}
+        out = {"regions": None, "region_mask": None, "objects": None}
         if self.grid is not None:
             R, Ci = self.grid.shape
-            image = np.broadcast_to(self.grid.T.reshape(1, Ci, *self.grid_hw), (B, Ci, *self.grid_hw))
-            out["image"] = backend.asarray(np.ascontiguousarray(image, dtype=dtype), backend=where)
+            regions = np.broadcast_to(self.grid.astype(dtype, copy=False), (B, R, Ci))    # (B, R, C_img)
+            out["regions"] = backend.asarray(np.ascontiguousarray(regions), backend=where)
             out["region_mask"] = backend.asarray(np.ones((B, R), dtype=bool), backend=where)
         if self.objects is not None:
             out["objects"] = backend.asarray(np.tile(self.objects, (B, 1)), backend=where)
@@ -75,8 +84,8 @@ class Explanation:
 
     words: list                   # W words
     tags: list                    # W predicted tags
-    txt2img: np.ndarray           # (h, W, R) text → image-grid attention (path 1)
-    txt2obj: np.ndarray           # (h, W, O) text → object attention (path 1)
+    txt2img: np.ndarray           # (H, W, R) text → image-grid attention (path 1)
+    txt2obj: np.ndarray           # (H, W, O) text → object attention (path 1)
     objects: np.ndarray           # (O,) object ids (0 = empty slot)
     has_image: bool               # whether the tweet had image features
     gates: dict = field(default_factory=dict)   # name -> (W, C) gate values in (0, 1)
@@ -100,9 +109,6 @@ class Explanation:
         ``picture``: the (224, 224, 3) crop the features came from
         (:func:`minimner.plots.attention.feature_crop`), or None to draw the grid alone.
         """
-        from minimner.plots.attention import plot_tweet
-        from minimner.vision.objects import class_name
-
         w = self.default_word() if word is None else int(word)
         names = [class_name(int(i)) if i else "" for i in self.objects]
         tagged = " ".join(f"{x}/{t}" if t != "O" else x for x, t in zip(self.words, self.tags))
@@ -115,10 +121,6 @@ class Explanation:
         :func:`minimner.plots.crf.plot_crf` on :attr:`emissions`; with ``constrained`` the
         path is the constrained one the tags above came from (docs/differences.md §3).
         """
-        from minimner.constraints import paper_constraints
-        from minimner.models.mgcmt import MAIN_TAGS
-        from minimner.plots.crf import plot_crf
-
         if self.emissions is None:
             raise ValueError("this Explanation has no emissions (built by an older explain_tweet?)")
         allowed = paper_constraints(self.word_mask[None], xp=np) if constrained else None
@@ -126,8 +128,8 @@ class Explanation:
 
 
 def explain_tweet(model, tokenizer, words: Sequence[str], source=None, image_id: str | None = None,
-                  constrained: bool = True) -> Explanation:
-    """Run ``model`` (an MGCMT) on one tweet and keep its tags, attention maps and gates per word.
+                  constrained: bool = True, collator=None) -> Explanation:
+    """Run ``model`` (an MGCMT) once on one tweet and keep its tags, attention maps and gates per word.
 
     Parameters
     ----------
@@ -137,39 +139,35 @@ def explain_tweet(model, tokenizer, words: Sequence[str], source=None, image_id:
     source : MultimodalSource / SingleImageSource, or None (no image, no objects).
     image_id : the tweet's image id (for a MultimodalSource).
     constrained : constrained Viterbi (default) or plain.
+    collator : the run's :class:`~minimner.data.inputs.Collator` (augmentation table, char
+        vocabulary; :func:`minimner.train.run_collator`); ``source`` replaces its image source.
+        Default: ``Collator(source=source)``.
 
     Raises
     ------
     ValueError
         for an empty tweet or a model that is not cross-modal.
     """
-    from minimner.data.batching import encode_sentences, make_batch
-    from minimner.data.conll import Sentence
-    from minimner.models.text_crf import piece_word_mask
-    from minimner.nn.module import no_grad
-
-    if not hasattr(model, "attention") or not hasattr(model, "batch_inputs"):
-        raise ValueError("explain needs a cross-modal (mgcmt) model; this run is text-only")
     words = list(words)
     if not words:
         raise ValueError("the tweet has no words")
+    collator = Collator(source=source) if collator is None else collator.with_source(source)
     model.eval()
     [example] = encode_sentences(tokenizer, [Sentence(words=words, image_id=image_id)])
-    batch = make_batch([example])
-    kw = model.batch_inputs(batch, source)
-    tags = model.predict_words(batch, constrained=constrained, source=source)[0]
-    with no_grad():                                                        # the same forward, for the CRF plot
-        main, _ = model.emissions(**kw)                                    # (1, T, K)
+    batch = collator([example])
+    seen = model.explain(batch, constrained=constrained)                   # one forward, no caches
+    if not seen["attention"]:
+        raise ValueError("explain needs a cross-modal (mgcmt) model; this run is text-only")
     first = backend.asnumpy(batch.first_piece)[0]                          # (W,) first pieces
-    att = {k: backend.asnumpy(v)[0] for k, v in model.attention.items()}  # (h, Lq, Lk)
-    gates = {k: backend.asnumpy(v)[0][first] for k, v in model.gates.items() if v.ndim == 3}
-    objects = (backend.asnumpy(kw["objects"])[0] if kw["objects"] is not None
+    att = {k: backend.asnumpy(v)[0] for k, v in seen["attention"].items()}  # (H, Lq, Lk)
+    gates = {k: backend.asnumpy(v)[0][first] for k, v in seen["gates"].items() if v.ndim == 3}
+    objects = (backend.asnumpy(batch.objects)[0] if batch.objects is not None
                else np.zeros(model.config.object_slots, dtype=np.int64))
-    return Explanation(words=words, tags=tags, txt2img=att["txt2img"][:, first], txt2obj=att["txt2obj"][:, first],
-                       objects=objects, has_image=kw["image"] is not None, gates=gates,
-                       rollout=rollout(att["txt2img"][:, first], att["img2img"]),
+    return Explanation(words=words, tags=seen["tags"][0], txt2img=att["txt2img"][:, first],
+                       txt2obj=att["txt2obj"][:, first], objects=objects, has_image=batch.regions is not None,
+                       gates=gates, rollout=rollout(att["txt2img"][:, first], att["img2img"]),
                        pieces=tokenizer.convert_ids_to_tokens(example.input_ids.tolist()),
-                       emissions=backend.asnumpy(main)[0].astype(np.float32),
+                       emissions=backend.asnumpy(seen["emissions"])[0].astype(np.float32),
                        word_mask=backend.asnumpy(piece_word_mask(batch))[0])
 
 
@@ -185,8 +183,8 @@ def rollout(txt2img, img2img):
 
     Parameters
     ----------
-    txt2img : (h, W, R) the words' text→image attention.
-    img2img : (h, R, R) the image self-attention of the same tweet (query region, key region).
+    txt2img : (H, W, R) the words' text→image attention.
+    img2img : (H, R, R) the image self-attention of the same tweet (query region, key region).
 
     Returns
     -------
@@ -204,8 +202,6 @@ def image_grid(path, arch: str, weights, size: int = 224):
     Eval transform (resize 256 + centre crop), the converted ResNet ``weights`` (BN folded), region
     r = w·row + col. Returns None when the image is missing or unreadable (then: no image).
     """
-    from minimner.vision.features import FeatureExtractor, load_resnet
-
     grid, _ = FeatureExtractor(load_resnet(weights, arch), size=size, arch=arch).grid(path)
     return grid                                                               # (R, C_img) or None
 

@@ -8,6 +8,10 @@ import threading
 import time
 from pathlib import Path
 
+import numpy
+
+from minimner import backend
+
 __all__ = ["cpu_model", "describe", "rss_bytes", "peak_rss_rise"]
 
 
@@ -27,10 +31,6 @@ def describe(**extra) -> dict:
 
     ``extra`` entries (e.g. ``torch=torch.__version__``) are added as given.
     """
-    import numpy
-
-    from minimner import backend
-
     info = {"platform": platform.platform(), "python": sys.version.split()[0], "cpu": cpu_model(),
             "cores": os.cpu_count(), "numpy": numpy.__version__, "backend": backend.get_backend(),
             "loadavg_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None}

@@ -31,6 +31,8 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from minimner.files import META_PREFIX, array_to_text, read_npz
+
 __all__ = ["WordEncoding", "BertWordPieceTokenizer", "pad_batch", "padded_length", "infer_lowercase"]
 
 _SPECIAL_DEFAULTS = {"cls_token": "[CLS]", "sep_token": "[SEP]", "pad_token": "[PAD]", "unk_token": "[UNK]"}
@@ -196,8 +198,6 @@ class BertWordPieceTokenizer:
         """
         p = Path(path)
         if p.suffix == ".npz" and p.is_file():
-            from minimner.convert.io import read_npz, array_to_text, META_PREFIX
-
             z = read_npz(p)
             texts = {k[len(META_PREFIX):]: array_to_text(v) for k, v in z.items() if k.startswith(META_PREFIX)}
             tok_json, vocab_txt = texts.get("tokenizer.json"), texts.get("vocab.txt")

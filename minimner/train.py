@@ -26,13 +26,22 @@ never the tags; a table row depends only on its word and the lexicon, so the tes
 words change nothing in training and only spare evaluation the OOV fallback) with the
 lexicon ``cfg.lexicon`` (default: the converted GloVe 6B 50-d), saved into the run
 as ``augment.npz`` and fused into the tagger (:mod:`minimner.models.text_crf`).
-:func:`load_run` rebuilds the same fusion and reads the same table back, so a run
-folder never needs the lexicon again. At prediction time a word missing from the
+The table is a data artefact: the run's :class:`~minimner.data.inputs.Collator` holds it and
+puts each batch's augmentation vectors into the batch (the model holds no table).
+:func:`load_run` rebuilds the same fusion and :func:`run_collator` reads the same table back, so a
+run folder never needs the lexicon again. At prediction time a word missing from the
 saved table gets the table's deterministic out-of-vocabulary vector (seeded per
 word type, :func:`minimner.lexicon.augment.oov_vector`), *even if the lexicon knows
 it*; to give new in-lexicon words their neighbour vectors, rebuild the table with
 the lexicon for the new vocabulary (:func:`minimner.lexicon.augment.load_or_build_table`)
-and assign it to ``model.aug_table``.
+and give it to a ``Collator(aug_table=...)``.
+
+**One step, file by file**: :class:`~minimner.data.inputs.Collator` turns encoded examples into a
+batch holding every model input on the device (:mod:`minimner.data.batching`, ``chars``,
+``multimodal``); :func:`train_step` calls the tagger interface (``batch_loss``, ``backward``) of
+:mod:`minimner.models.text_crf` or :mod:`minimner.models.mgcmt`, clips and applies AdamW
+(:mod:`minimner.optim`); the epoch ends with ``predict_words`` on dev (:func:`evaluate_examples`)
+and the checkpoints (:mod:`minimner.checkpoint`).
 
 **The cross-modal model** (``TrainConfig.model = "mgcmt"``, :mod:`minimner.models.mgcmt`): the
 same loop trains MGCMT with the paper's flags by default (``aug = add``; ``TrainConfig.mgcmt``
@@ -69,11 +78,30 @@ import numpy as np
 from minimner import backend
 from minimner.atomic import remove_stale_temporaries, write_text_atomic
 from minimner.checkpoint import load_checkpoint, save_checkpoint
+from minimner.models.bert_source import default_minilm_dir
+from minimner.files import META_PREFIX, array_to_text, read_npz
+from minimner.data.batching import encode_sentences
+from minimner.data.chars import build_char_vocab, load_char_vocab, save_char_vocab
+from minimner.data.conll import read_conll
+from minimner.data.inputs import Collator
+from minimner.data.labels import NUM_TAGS
+from minimner.data.multimodal import ImageFeatures, MultimodalSource
 from minimner.finite import NonFiniteError, first_nonfinite
+from minimner.lexicon.augment import (OOV_POLICIES, AugmentationTable, collect_vocabulary, load_or_build_table,
+                                      open_lexicon)
+from minimner.lexicon.neighbours import CASE_POLICIES
 from minimner.machine import describe
+from minimner.metrics import score
+from minimner.models.bert import BertConfig, BertModel
+from minimner.models.mgcmt import MGCMT, MGCMTConfig
+from minimner.models.text_crf import TextCRFTagger
+from minimner.nn.augment import AUG_MODES
+from minimner.optim import AdamW, clip_grad_norm, linear_warmup_decay
+from minimner.tokenization import BertWordPieceTokenizer
+from minimner.vision.objects import load_objects
 
-__all__ = ["TrainConfig", "train", "train_step", "load_run", "run_source", "evaluate_examples", "predict_sentences",
-           "MODELS", "group_learning_rates"]
+__all__ = ["TrainConfig", "train", "train_step", "load_run", "run_source", "run_collator", "run_text_collator",
+           "evaluate_examples", "predict_sentences", "MODELS", "group_learning_rates"]
 
 
 @dataclass
@@ -157,10 +185,6 @@ class TrainConfig:
 
     def validate_augment(self) -> None:
         """Check the augmentation fields (raises ValueError naming the option)."""
-        from minimner.lexicon.augment import OOV_POLICIES
-        from minimner.lexicon.neighbours import CASE_POLICIES
-        from minimner.nn.augment import AUG_MODES
-
         if self.aug not in AUG_MODES:
             raise ValueError(f"unknown --aug {self.aug!r}; expected one of {', '.join(AUG_MODES)}")
         if self.aug == "none" and self.lexicon is not None:
@@ -191,8 +215,6 @@ def _resolve_bert(path: str | None) -> Path:
         if not p.exists():
             raise FileNotFoundError(f"BERT weights {p} do not exist (a Hugging Face folder or a converted .npz)")
         return p
-    from minimner.convert.bert import default_minilm_dir
-
     d = default_minilm_dir()
     if d is None:
         raise FileNotFoundError("no --bert given and the default MiniLM is not installed: "
@@ -209,8 +231,6 @@ def _export_bert_files(src: Path, dst: Path, bert_config: dict) -> None:
             if (src / name).is_file():
                 texts[name] = (src / name).read_text(encoding="utf-8")
     else:
-        from minimner.convert.io import META_PREFIX, array_to_text, read_npz
-
         z = read_npz(src)
         for k, v in z.items():
             if k.startswith(META_PREFIX) and k[len(META_PREFIX):] in ("tokenizer.json", "vocab.txt",
@@ -238,8 +258,6 @@ def _read_json(path: Path) -> dict:
 
 def _read_split(path: Path, limit: int = 0) -> list:
     """The tweets of a training or dev file (the first ``limit`` when set); an empty split is an error."""
-    from minimner.data.conll import read_conll
-
     sents = read_conll(path)
     if not sents:
         raise ValueError(f"{path}: no tweets; training needs a non-empty train file and a non-empty dev "
@@ -248,25 +266,18 @@ def _read_split(path: Path, limit: int = 0) -> list:
 
 
 def _build_model(bert_config_dict: dict, num_tags: int, dropout: float, rng, bert_src: Path | None = None,
-                 aug: str = "none", aug_table=None, mgcmt_config: dict | None = None, char_vocab=None):
-    from minimner.models.bert import BertConfig, BertModel
-    from minimner.models.text_crf import TextCRFTagger
-
+                 aug: str = "none", aug_dim: int | None = None, mgcmt_config: dict | None = None):
+    """The run's tagger: MGCMT for an ``mgcmt_config``, else the BERT-CRF (with the fusion of ``aug``)."""
     if bert_src is not None:
         bert = BertModel.from_pretrained(bert_src, rng=rng)
     else:
         bert = BertModel(BertConfig.from_dict(bert_config_dict), rng=rng, init=False,
                          add_pooling_layer=mgcmt_config is None)
     if mgcmt_config is not None:
-        from minimner.models.mgcmt import MGCMT, MGCMTConfig
-
-        model = MGCMT(bert, MGCMTConfig.from_dict(mgcmt_config), rng=rng)
-        model.aug_table, model.char_vocab = aug_table, char_vocab
-        return model
+        return MGCMT(bert, MGCMTConfig.from_dict(mgcmt_config), rng=rng)
     if aug == "none":
         return TextCRFTagger(bert, num_tags=num_tags, dropout=dropout, rng=rng)
-    return TextCRFTagger(bert, num_tags=num_tags, dropout=dropout, rng=rng, aug_mode=aug, aug_dim=aug_table.dim,
-                         aug_table=aug_table)
+    return TextCRFTagger(bert, num_tags=num_tags, dropout=dropout, rng=rng, aug_mode=aug, aug_dim=aug_dim)
 
 
 def _vocabulary_files(cfg: TrainConfig, data: Path) -> list[Path]:
@@ -277,8 +288,6 @@ def _vocabulary_files(cfg: TrainConfig, data: Path) -> list[Path]:
 
 def _augment_table(cfg: TrainConfig, data: Path, out: Path, resume: bool, progress: bool, log):
     """The run's augmentation table: ``out/augment.npz`` when resuming, else built (or cached) and saved there."""
-    from minimner.lexicon.augment import AugmentationTable, collect_vocabulary, load_or_build_table, open_lexicon
-
     path = out / AUGMENT_TABLE
     if resume and path.is_file():
         return AugmentationTable.load(path)
@@ -329,11 +338,6 @@ def _multimodal(cfg: TrainConfig, data: Path, out: Path, resume: bool, table, lo
 
     ``recorded``: the run.json of the run being resumed (its features settings must match).
     """
-    from minimner.data.chars import build_char_vocab, load_char_vocab, save_char_vocab
-    from minimner.data.multimodal import ImageFeatures
-    from minimner.models.mgcmt import MGCMTConfig
-    from minimner.vision.objects import load_objects
-
     flags = dict(cfg.mgcmt)
     bad = {"aug", "aug_dim", "char_vocab"} & set(flags)
     if bad:
@@ -385,9 +389,6 @@ def run_source(info: dict, split: str | None, features=None, objects=None, accep
         if features or objects:
             raise ValueError("this run is text-only (text-crf): it reads no image features or object labels")
         return None
-    from minimner.data.multimodal import ImageFeatures, MultimodalSource
-    from minimner.vision.objects import load_objects
-
     feat_path = features or info["config"].get("features")
     obj_path = objects or info["config"].get("objects")
     feats = ImageFeatures(feat_path) if feat_path else None
@@ -463,31 +464,31 @@ def _group_record(model, cfg: TrainConfig) -> dict:
 
 # --------------------------------------------------------------------------- evaluation
 def predict_sentences(model, examples, batch_size: int = 64, constrained: bool = True,
-                      desc: str = "predict", progress: bool = True, source=None) -> list[list[str]]:
+                      desc: str = "predict", progress: bool = True, source=None, collator=None) -> list[list[str]]:
     """Word-level predicted tags for encoded examples, in the examples' order.
 
-    ``source``: the split's image/object inputs (:func:`run_source`) for the cross-modal model.
+    ``collator``: the :class:`~minimner.data.inputs.Collator` that builds the model's inputs
+    (:func:`run_collator` for a run: its augmentation table, char vocabulary, image features and
+    objects). ``source`` alone (an image/object source, :func:`run_source`) is short for
+    ``Collator(source=source)``, enough for a run without augmentation or char-CNN.
     """
-    from minimner.data.batching import iterate_batches
-
+    collator = Collator(source=source) if collator is None else collator
     model.eval()
     out: dict[int, list[str]] = {}
     n_batches = math.ceil(len(examples) / batch_size)
-    it = iterate_batches(examples, batch_size, shuffle=False)
+    it = collator.batches(examples, batch_size, shuffle=False)
     if progress:
         it = _progress(it, total=n_batches, desc=desc, leave=False)
     for batch in it:
-        for idx, tags in zip(batch.indices, model.predict_words(batch, constrained=constrained, source=source)):
+        for idx, tags in zip(batch.indices, model.predict_words(batch, constrained=constrained)):
             out[idx] = tags
     return [out[ex.index] for ex in examples]
 
 
 def evaluate_examples(model, sentences, examples, batch_size: int = 64, constrained: bool = True,
-                      desc: str = "eval", progress: bool = True, source=None):
-    """Predictions and entity-level scores (default and strict) of ``model`` on a split."""
-    from minimner.metrics import score
-
-    pred = predict_sentences(model, examples, batch_size, constrained, desc, progress, source)
+                      desc: str = "eval", progress: bool = True, source=None, collator=None):
+    """Predictions and entity-level scores (default and strict) of ``model`` on a split (inputs: :func:`predict_sentences`)."""
+    pred = predict_sentences(model, examples, batch_size, constrained, desc, progress, source, collator)
     gold = [s.tags for s in sentences]
     return pred, {"default": score(gold, pred), "strict": score(gold, pred, strict=True)}
 
@@ -502,9 +503,6 @@ def _coverage(cfg: TrainConfig, data: Path, splits: dict, log) -> dict:
     user asked for features (or objects), none found for the train or dev tweets is an
     error (a wrong folder or file, or keys that match no image), a partial match a warning.
     """
-    from minimner.data.conll import read_conll
-    from minimner.data.multimodal import MultimodalSource
-
     counts = {name: src.coverage(sents) for name, (sents, src) in splits.items()}
     test = data / "test.txt"
     if "test.txt" not in splits and test.is_file():
@@ -587,7 +585,7 @@ def _check_step(model, loss: float, norm: float, batch, state: dict, out: Path) 
 
 
 # --------------------------------------------------------------------------- training
-def train_step(model, batch, opt, lr: float, max_grad_norm: float = 1.0, source=None, guard=None):
+def train_step(model, batch, opt, lr: float, max_grad_norm: float = 1.0, guard=None):
     """One optimisation step on a labelled batch: loss, backward, clipping, a finiteness guard, AdamW update.
 
     The gradients must be zero on entry (``model.zero_grad()`` once before the first step);
@@ -596,11 +594,11 @@ def train_step(model, batch, opt, lr: float, max_grad_norm: float = 1.0, source=
     Parameters
     ----------
     model : TextCRFTagger or MGCMT (in training mode)
-    batch : labelled :class:`~minimner.data.batching.Batch` on the model's backend
+    batch : labelled :class:`~minimner.data.batching.Batch` on the model's backend, with every input
+        the model reads (built by :class:`~minimner.data.inputs.Collator`)
     opt : :class:`~minimner.optim.AdamW` over ``model.named_parameters()``
     lr : this step's learning rate (the schedule is the caller's)
     max_grad_norm : global gradient-norm clip; ≤ 0 disables it
-    source : the split's :class:`~minimner.data.multimodal.MultimodalSource` (MGCMT), or None
     guard : ``guard(loss, grad_norm)`` on the two host floats, called before the update; it raises
         to stop a step whose loss or gradient is NaN/inf (``train`` passes :func:`_check_step`), so a
         bad step is never applied. None: no check.
@@ -610,9 +608,7 @@ def train_step(model, batch, opt, lr: float, max_grad_norm: float = 1.0, source=
     The loss as a Python float. The loss and the global gradient norm come to the host together,
     in the step's one device→host transfer: deciding whether to apply the update needs them there.
     """
-    from minimner.optim import clip_grad_norm
-
-    loss = model.forward(batch) if source is None else model.forward(batch, source=source)
+    loss = model.batch_loss(batch)
     model.backward()
     params = list(model.parameters())
     norm = clip_grad_norm(params, max_grad_norm) if max_grad_norm > 0 else _grad_norm(params)   # () on the device
@@ -650,84 +646,127 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log=pri
     NonFiniteError (a ValueError)
         when training diverges to NaN or inf.
     """
-    from minimner.data.labels import NUM_TAGS
-    from minimner.optim import AdamW, linear_warmup_decay
-    from minimner.tokenization import BertWordPieceTokenizer
+    out, data = Path(cfg.out), Path(cfg.data_dir)
+    _check_options(cfg, out, data, resume)
+    train_s = _read_split(data / cfg.train_file, cfg.limit)     # before anything is written
+    dev_s = _read_split(data / cfg.dev_file, cfg.limit)
+    recorded = _recorded_run(cfg, out / "run.json", resume)
+    for folder in (out, out / "bert"):
+        remove_stale_temporaries(folder)                   # left by a killed earlier run (kill -9, power cut)
+    bert_src = _resolve_bert(cfg.bert)
+    inputs = _data_side(cfg, data, out, resume, progress, log, recorded, accept_new_features, train_s, dev_s)
+    rng = backend.rng(cfg.seed)                              # init + every dropout mask
+    model = _build_model({}, NUM_TAGS, cfg.dropout, rng, bert_src=bert_src, aug=cfg.aug,
+                         aug_dim=None if inputs.table is None else inputs.table.dim, mgcmt_config=inputs.mgcmt)
+    if not (out / "run.json").exists():
+        _export_bert_files(bert_src, out / "bert", model.bert.config.to_dict())
+    tokenizer = BertWordPieceTokenizer.from_pretrained(out / "bert")
+    train_x, dev_x = encode_sentences(tokenizer, train_s), encode_sentences(tokenizer, dev_s)
+    steps_per_epoch, total, warmup_steps = _schedule(cfg, len(train_x))
+    opt = _optimiser(cfg, model, log)
+    state = _resume_state(model, opt, rng, out, resume, log)
+    if not (out / "run.json").exists():
+        _write_run_json(cfg, out, bert_src, model, inputs, len(train_s), len(dev_s), steps_per_epoch, total)
+    _rewrite_metrics(out / "metrics.jsonl", state["history"])
+    t_start = time.time()
+    model.zero_grad()                                        # afterwards each opt.step zeroes the grads it used
+    while state["epoch"] < cfg.epochs and not (cfg.max_steps and state["step"] >= total):
+        record = _train_epoch(cfg, model, opt, inputs.train, train_x, state, out, steps_per_epoch, total,
+                              warmup_steps, progress)
+        record, scores = _evaluate_epoch(cfg, model, inputs.dev, dev_s, dev_x, record, progress)
+        _end_epoch(cfg, model, opt, rng, state, record, scores, out, log)
+        if cfg.patience and state["bad_epochs"] >= cfg.patience:
+            log(f"early stopping: no dev gain for {cfg.patience} epochs")
+            break
+    return _write_summary(cfg, out, state, t_start)
 
+
+def _check_options(cfg: TrainConfig, out: Path, data: Path, resume: bool) -> None:
+    """Every option and input file a run needs, checked before anything is read or written."""
     if cfg.model not in MODELS:
         raise ValueError(f"unknown model {cfg.model!r}; expected one of {', '.join(MODELS)}")
     if cfg.model == "text-crf" and (cfg.features or cfg.objects or cfg.mgcmt):
         raise ValueError("--features / --objects / --mgcmt settings are for --model mgcmt (text-crf reads no images)")
     cfg.validate_numbers()
     cfg.validate_augment()
-    out = Path(cfg.out)
-    data = Path(cfg.data_dir)
     for name in (cfg.train_file, cfg.dev_file):
         if not (data / name).is_file():
             raise FileNotFoundError(f"{data / name} not found (--data must hold {cfg.train_file} and {cfg.dev_file})")
-    run_json = out / "run.json"
-    if run_json.exists() and not resume:
+    if (out / "run.json").exists() and not resume:
         raise FileExistsError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
-    train_s = _read_split(data / cfg.train_file, cfg.limit)     # before anything is written
-    dev_s = _read_split(data / cfg.dev_file, cfg.limit)
-    recorded = None
-    if resume and run_json.exists():
-        recorded = _read_json(run_json)
-        if not isinstance(recorded.get("config"), dict):
-            raise ValueError(f"{run_json}: no 'config' object; not a minimner run.json")
-        saved = recorded["config"]
-        mine = dataclasses.asdict(cfg)
-        # A run written before an option existed used that option's default.
-        defaults = {f.name: f.default for f in dataclasses.fields(cfg) if f.default is not dataclasses.MISSING}
-        saved = {k: saved.get(k, defaults.get(k)) for k in mine}
-        diff = {k: (saved[k], v) for k, v in mine.items() if k not in _RESUME_FREE and saved[k] != v}
-        if diff:
-            raise ValueError(f"--resume with a different configuration than {run_json}: {diff}")
-    for folder in (out, out / "bert"):
-        remove_stale_temporaries(folder)                   # left by a killed earlier run (kill -9, power cut)
 
-    bert_src = _resolve_bert(cfg.bert)
+
+def _recorded_run(cfg: TrainConfig, run_json: Path, resume: bool) -> dict | None:
+    """The run.json of the run being resumed (None otherwise); its configuration must equal ``cfg``."""
+    if not (resume and run_json.exists()):
+        return None
+    recorded = _read_json(run_json)
+    if not isinstance(recorded.get("config"), dict):
+        raise ValueError(f"{run_json}: no 'config' object; not a minimner run.json")
+    mine = dataclasses.asdict(cfg)
+    # A run written before an option existed used that option's default.
+    defaults = {f.name: f.default for f in dataclasses.fields(cfg) if f.default is not dataclasses.MISSING}
+    saved = {k: recorded["config"].get(k, defaults.get(k)) for k in mine}
+    diff = {k: (saved[k], v) for k, v in mine.items() if k not in _RESUME_FREE and saved[k] != v}
+    if diff:
+        raise ValueError(f"--resume with a different configuration than {run_json}: {diff}")
+    return recorded
+
+
+@dataclass
+class _RunInputs:
+    """The data side of a run: its artefacts, the collators of train and dev, what run.json records."""
+
+    table: object                     # AugmentationTable or None
+    mgcmt: dict | None                # the MGCMT configuration (mgcmt runs)
+    char_vocab: dict | None           # mgcmt with char_cnn
+    features: object                  # ImageFeatures or None
+    train: Collator
+    dev: Collator
+    coverage: dict | None
+
+
+def _data_side(cfg: TrainConfig, data: Path, out: Path, resume: bool, progress: bool, log, recorded,
+               accept_new_features: bool, train_s: list, dev_s: list) -> _RunInputs:
+    """Augmentation table, multimodal set-up and the collators of train and dev (checked before the model)."""
     table = None if cfg.aug == "none" else _augment_table(cfg, data, out, resume, progress, log)
-    mcfg = vocab = features = objects = None
-    if cfg.model == "mgcmt":
-        mcfg, vocab, features, objects = _multimodal(cfg, data, out, resume, table, log, recorded,
-                                                     accept_new_features)
-    train_src = dev_src = coverage = None
-    if cfg.model == "mgcmt":                                  # checked before the model is built and exported
-        from minimner.data.multimodal import MultimodalSource
+    if cfg.model != "mgcmt":
+        text = Collator(aug_table=table)
+        return _RunInputs(table, None, None, None, text, text, None)
+    mcfg, vocab, features, objects = _multimodal(cfg, data, out, resume, table, log, recorded, accept_new_features)
+    slots = mcfg["object_slots"]
+    train_src = MultimodalSource(_split_name(cfg.train_file), features, objects, slots=slots)
+    dev_src = MultimodalSource(_split_name(cfg.dev_file), features, objects, slots=slots)
+    coverage = _coverage(cfg, data, {cfg.train_file: (train_s, train_src), cfg.dev_file: (dev_s, dev_src)}, log)
+    text = Collator(aug_table=table, char_vocab=vocab, max_wordlen=mcfg["max_wordlen"])
+    return _RunInputs(table, mcfg, vocab, features, text.with_source(train_src), text.with_source(dev_src),
+                      coverage)
 
-        slots = mcfg["object_slots"]
-        train_src = MultimodalSource(_split_name(cfg.train_file), features, objects, slots=slots)
-        dev_src = MultimodalSource(_split_name(cfg.dev_file), features, objects, slots=slots)
-        coverage = _coverage(cfg, data, {cfg.train_file: (train_s, train_src), cfg.dev_file: (dev_s, dev_src)},
-                             log)
-    rng = backend.rng(cfg.seed)                              # init + every dropout mask
-    model = _build_model({}, NUM_TAGS, cfg.dropout, rng, bert_src=bert_src, aug=cfg.aug, aug_table=table,
-                         mgcmt_config=mcfg, char_vocab=vocab)
-    bert_config = model.bert.config.to_dict()
-    if not run_json.exists():
-        _export_bert_files(bert_src, out / "bert", bert_config)
-    tokenizer = BertWordPieceTokenizer.from_pretrained(out / "bert")
 
-    from minimner.data.batching import encode_sentences
-
-    train_x, dev_x = encode_sentences(tokenizer, train_s), encode_sentences(tokenizer, dev_s)
-    steps_per_epoch = math.ceil(len(train_x) / cfg.batch_size)
+def _schedule(cfg: TrainConfig, n_train: int) -> tuple[int, int, int]:
+    """``(steps per epoch, total steps, warmup steps)`` of the learning-rate schedule."""
+    steps_per_epoch = math.ceil(n_train / cfg.batch_size)
     total = cfg.epochs * steps_per_epoch
     if cfg.max_steps:
         total = min(total, cfg.max_steps)
-    warmup_steps = int(cfg.warmup * total)
+    return steps_per_epoch, total, int(cfg.warmup * total)
+
+
+def _optimiser(cfg: TrainConfig, model, log) -> AdamW:
+    """AdamW over every parameter, each group's rate a fixed multiple of ``cfg.lr``'s schedule."""
     rates = group_learning_rates(model, cfg)
-    # One schedule for all groups: opt.lr is cfg.lr times the schedule, each group a fixed multiple of it.
-    scale = {n: (r / cfg.lr if cfg.lr > 0 else 0.0) for n, r in rates.items()}
     if cfg.lr == 0 and any(rates.values()):
         raise ValueError("--lr 0 with a non-zero group rate: the groups are multiples of --lr's schedule")
-    opt = AdamW(model.named_parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
-                no_decay=("bias", "LayerNorm.weight"), lr_scale=scale)
-    groups = _group_record(model, cfg)
+    scale = {n: (r / cfg.lr if cfg.lr > 0 else 0.0) for n, r in rates.items()}
     if any(v is not None for v in (cfg.lr_bert, cfg.lr_head, cfg.lr_crf)):
-        log("learning rates: " + ", ".join(f"{g} {v['lr']:g} ({v['values']:,} values)" for g, v in groups.items()))
+        log("learning rates: " + ", ".join(f"{g} {v['lr']:g} ({v['values']:,} values)"
+                                          for g, v in _group_record(model, cfg).items()))
+    return AdamW(model.named_parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
+                 no_decay=("bias", "LayerNorm.weight"), lr_scale=scale)
 
+
+def _resume_state(model, opt, rng, out: Path, resume: bool, log) -> dict:
+    """The training state: a fresh one, or model, optimiser, generator and counters from ``last.npz``."""
     state = {"epoch": 0, "step": 0, "best_f1": -1.0, "best_epoch": -1, "bad_epochs": 0, "history": []}
     if resume and (out / "last.npz").exists():
         mstate, ostate, meta = load_checkpoint(out / "last.npz")
@@ -736,70 +775,87 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log=pri
         _set_rng_state(rng, meta["rng_state"])
         state = meta["train_state"]
         log(f"resuming {out} after epoch {state['epoch']} (step {state['step']})")
-    if not run_json.exists():
-        write_text_atomic(run_json, json.dumps({
-            "config": dataclasses.asdict(cfg), "bert_source": str(bert_src), "bert_config": bert_config,
-            "num_tags": NUM_TAGS, "augment": _augment_record(cfg, table), "lr_groups": groups, "machine": describe(),
-            "train_sentences": len(train_s), "dev_sentences": len(dev_s), "steps_per_epoch": steps_per_epoch,
-            "total_steps": total, **({} if mcfg is None else {
-                "mgcmt_config": mcfg, "original_flags": model.config.original_flags(), "coverage": coverage,
-                "features_settings": None if features is None else features.settings,
-                "char_vocab": CHAR_VOCAB if vocab is not None else None})}, indent=2))
-    metrics_path = out / "metrics.jsonl"
-    # Keep only the epochs that the resumed state has seen (a crash may have logged one more).
-    lines = [json.dumps(h, sort_keys=True, allow_nan=False) for h in state["history"]]
-    write_text_atomic(metrics_path, "".join(ln + "\n" for ln in lines))
+    return state
 
-    from minimner.data.batching import iterate_batches
 
-    t_start = time.time()
-    model.zero_grad()                                        # afterwards each opt.step zeroes the grads it used
-    while state["epoch"] < cfg.epochs and not (cfg.max_steps and state["step"] >= total):
-        epoch = state["epoch"]
-        model.train()
-        t0 = time.time()
-        losses = []
-        # The shuffle of epoch e depends only on (seed, e): resuming replays it exactly.
-        order_rng = np.random.default_rng([cfg.seed, epoch])
-        batches = iterate_batches(train_x, cfg.batch_size, shuffle=True, rng=order_rng)
-        bar = _progress(batches, total=steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}") if progress else batches
-        for batch in bar:
-            if cfg.max_steps and state["step"] >= total:
-                break
-            lr = cfg.lr * linear_warmup_decay(state["step"], total, warmup_steps)
-            loss = train_step(model, batch, opt, lr, cfg.max_grad_norm, source=train_src,
-                              guard=lambda value, norm: _check_step(model, value, norm, batch, state, out))
-            state["step"] += 1
-            losses.append(loss)
-            if progress:
-                bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
-        train_time = time.time() - t0
-        _, scores = evaluate_examples(model, dev_s, dev_x, cfg.eval_batch_size, cfg.constrained,
-                                      desc="dev", progress=progress, source=dev_src)
-        f1 = scores["default"]["micro"]["f1"]
-        record = {"epoch": epoch + 1, "step": state["step"], "train_loss": float(np.mean(losses)) if len(losses) else None,
-                  "dev_f1": f1, "dev_p": scores["default"]["micro"]["precision"],
-                  "dev_r": scores["default"]["micro"]["recall"], "dev_f1_strict": scores["strict"]["micro"]["f1"],
-                  "train_seconds": round(train_time, 1), "eval_seconds": round(time.time() - t0 - train_time, 1)}
-        state["history"].append(record)
-        state["epoch"] = epoch + 1
-        improved = f1 > state["best_f1"]
-        if improved:
-            state.update(best_f1=f1, best_epoch=epoch + 1, bad_epochs=0)
-            save_checkpoint(out / "best.npz", model.state_dict(),
-                            {"epoch": epoch + 1, "dev": scores, "seed": cfg.seed})
-        else:
-            state["bad_epochs"] += 1
-        ostate, ometa = _flatten_optim(opt.state_dict())
-        save_checkpoint(out / "last.npz", model.state_dict(),
-                        {"train_state": state, "rng_state": _rng_state(rng), "optim_meta": ometa,
-                         "seed": cfg.seed}, optim_state=ostate)
-        with open(metrics_path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(record, sort_keys=True, allow_nan=False) + "\n")   # strict JSON: no NaN
-        log(json.dumps(record))
-        if cfg.patience and state["bad_epochs"] >= cfg.patience:
-            log(f"early stopping: no dev gain for {cfg.patience} epochs")
+def _write_run_json(cfg: TrainConfig, out: Path, bert_src: Path, model, inputs: _RunInputs, n_train: int,
+                    n_dev: int, steps_per_epoch: int, total: int) -> None:
+    """``RUN/run.json``: configuration, sizes, the data artefacts' records, the machine."""
+    mgcmt = {} if inputs.mgcmt is None else {
+        "mgcmt_config": inputs.mgcmt, "original_flags": model.config.original_flags(), "coverage": inputs.coverage,
+        "features_settings": None if inputs.features is None else inputs.features.settings,
+        "char_vocab": CHAR_VOCAB if inputs.char_vocab is not None else None}
+    write_text_atomic(out / "run.json", json.dumps({
+        "config": dataclasses.asdict(cfg), "bert_source": str(bert_src), "bert_config": model.bert.config.to_dict(),
+        "num_tags": NUM_TAGS, "augment": _augment_record(cfg, inputs.table), "lr_groups": _group_record(model, cfg),
+        "machine": describe(), "train_sentences": n_train, "dev_sentences": n_dev, "steps_per_epoch": steps_per_epoch,
+        "total_steps": total, **mgcmt}, indent=2))
+
+
+def _rewrite_metrics(path: Path, history: list) -> None:
+    """Keep only the epochs that the resumed state has seen (a crash may have logged one more)."""
+    lines = [json.dumps(h, sort_keys=True, allow_nan=False) for h in history]
+    write_text_atomic(path, "".join(ln + "\n" for ln in lines))
+
+
+def _train_epoch(cfg: TrainConfig, model, opt, collator: Collator, train_x, state: dict, out: Path,
+                 steps_per_epoch: int, total: int, warmup_steps: int, progress: bool) -> dict:
+    """One pass over the shuffled training examples; returns the start of the epoch's record."""
+    epoch = state["epoch"]
+    model.train()
+    t0 = time.time()
+    losses = []
+    # The shuffle of epoch e depends only on (seed, e): resuming replays it exactly.
+    batches = collator.batches(train_x, cfg.batch_size, shuffle=True, rng=np.random.default_rng([cfg.seed, epoch]))
+    bar = _progress(batches, total=steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}") if progress else batches
+    for batch in bar:
+        if cfg.max_steps and state["step"] >= total:
             break
+        lr = cfg.lr * linear_warmup_decay(state["step"], total, warmup_steps)
+        loss = train_step(model, batch, opt, lr, cfg.max_grad_norm,
+                          guard=lambda value, norm: _check_step(model, value, norm, batch, state, out))
+        state["step"] += 1
+        losses.append(loss)
+        if progress:
+            bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
+    return {"epoch": epoch + 1, "step": state["step"], "train_loss": float(np.mean(losses)) if len(losses) else None,
+            "train_seconds": round(time.time() - t0, 1)}
+
+
+def _evaluate_epoch(cfg: TrainConfig, model, collator: Collator, dev_s, dev_x, record: dict, progress: bool):
+    """Dev scores after an epoch; returns the epoch's full record and the scores."""
+    t0 = time.time()
+    _, scores = evaluate_examples(model, dev_s, dev_x, cfg.eval_batch_size, cfg.constrained, desc="dev",
+                                  progress=progress, collator=collator)
+    micro = scores["default"]["micro"]
+    record = {"epoch": record["epoch"], "step": record["step"], "train_loss": record["train_loss"],
+              "dev_f1": micro["f1"], "dev_p": micro["precision"], "dev_r": micro["recall"],
+              "dev_f1_strict": scores["strict"]["micro"]["f1"], "train_seconds": record["train_seconds"],
+              "eval_seconds": round(time.time() - t0, 1)}
+    return record, scores
+
+
+def _end_epoch(cfg: TrainConfig, model, opt, rng, state: dict, record: dict, scores: dict, out: Path, log) -> None:
+    """Update the state, keep ``best.npz`` on a dev gain, write ``last.npz`` and the metrics line."""
+    state["history"].append(record)
+    state["epoch"] = record["epoch"]
+    if record["dev_f1"] > state["best_f1"]:
+        state.update(best_f1=record["dev_f1"], best_epoch=record["epoch"], bad_epochs=0)
+        save_checkpoint(out / "best.npz", model.state_dict(),
+                        {"epoch": record["epoch"], "dev": scores, "seed": cfg.seed})
+    else:
+        state["bad_epochs"] += 1
+    ostate, ometa = _flatten_optim(opt.state_dict())
+    save_checkpoint(out / "last.npz", model.state_dict(),
+                    {"train_state": state, "rng_state": _rng_state(rng), "optim_meta": ometa, "seed": cfg.seed},
+                    optim_state=ostate)
+    with open(out / "metrics.jsonl", "a", encoding="utf-8") as f:
+        f.write(json.dumps(record, sort_keys=True, allow_nan=False) + "\n")   # strict JSON: no NaN
+    log(json.dumps(record))
+
+
+def _write_summary(cfg: TrainConfig, out: Path, state: dict, t_start: float) -> dict:
+    """``RUN/summary.json`` (best dev F1 and epoch, steps, time); returned too."""
     summary = {"best_dev_f1": state["best_f1"], "best_epoch": state["best_epoch"], "epochs_run": state["epoch"],
                "steps": state["step"], "seed": cfg.seed, "wall_seconds": round(time.time() - t_start, 1),
                "seconds_per_epoch": (float(np.mean([h["train_seconds"] for h in state["history"]]))
@@ -844,21 +900,17 @@ def _unflatten_optim(arrays: dict, meta):
 def load_run(run_dir, which: str = "best"):
     """``(model, tokenizer, run_info)`` of a finished (or interrupted) run folder.
 
-    A run trained with augmentation gets the same fusion back and its saved table
-    (``RUN/augment.npz``) as ``model.aug_table``; words missing from that table get
-    the table's deterministic out-of-vocabulary vector (see the module docstring for
-    how to cover new in-lexicon words). Runs written before augmentation existed
-    load as ``aug = "none"``.
+    A run trained with augmentation gets the same fusion back; its table (``RUN/augment.npz``)
+    and char vocabulary are data artefacts, read by :func:`run_collator`, which builds the
+    inputs the model needs. Runs written before augmentation existed load as ``aug = "none"``.
 
     Raises
     ------
     FileNotFoundError
         naming the missing file when ``run_dir`` is not a complete run.
     ValueError
-        for a malformed augmentation table.
+        for a malformed run.json.
     """
-    from minimner.tokenization import BertWordPieceTokenizer
-
     run_dir = Path(run_dir)
     info_path = run_dir / "run.json"
     ckpt = run_dir / f"{which}.npz"
@@ -872,24 +924,59 @@ def load_run(run_dir, which: str = "best"):
     info["run_dir"] = str(run_dir)                           # where error messages name the run
     cfg = info["config"]
     aug = cfg.get("aug", "none")
-    table = None
-    if aug != "none":
-        from minimner.lexicon.augment import AugmentationTable
-
-        table_path = run_dir / AUGMENT_TABLE
-        if not table_path.is_file():
-            raise FileNotFoundError(f"{table_path} not found: {run_dir} was trained with --aug {aug} and needs "
-                                    "its augmentation table")
-        table = AugmentationTable.load(table_path)
-    vocab = None
-    if info.get("char_vocab"):
-        from minimner.data.chars import load_char_vocab
-
-        vocab = load_char_vocab(run_dir / info["char_vocab"])
+    aug_dim = None
+    if aug != "none":                                        # the run is complete only with its table
+        recorded_dim = (info.get("augment") or {}).get("dim")
+        aug_dim = recorded_dim if recorded_dim is not None and _table_path(info).is_file() else _run_table(info).dim
     model = _build_model(info["bert_config"], info["num_tags"], cfg["dropout"], backend.rng(cfg["seed"]),
-                         aug=aug, aug_table=table, mgcmt_config=info.get("mgcmt_config"), char_vocab=vocab)
+                         aug=aug, aug_dim=aug_dim, mgcmt_config=info.get("mgcmt_config"))
     mstate, _, _ = load_checkpoint(ckpt)
     model.load_state_dict(mstate)
     model.eval()
     tokenizer = BertWordPieceTokenizer.from_pretrained(run_dir / "bert")
     return model, tokenizer, info
+
+
+def _table_path(info: dict) -> Path:
+    return Path(info.get("run_dir", ".")) / AUGMENT_TABLE
+
+
+def _run_table(info: dict):
+    """The augmentation table a run was trained with (None for ``aug = none``)."""
+    aug = info["config"].get("aug", "none")
+    if aug == "none":
+        return None
+    run_dir, table_path = Path(info.get("run_dir", ".")), _table_path(info)
+    if not table_path.is_file():
+        raise FileNotFoundError(f"{table_path} not found: {run_dir} was trained with --aug {aug} and needs "
+                                "its augmentation table")
+    return AugmentationTable.load(table_path)
+
+
+def run_text_collator(info: dict) -> Collator:
+    """A run's :class:`~minimner.data.inputs.Collator` without pictures: its augmentation table
+    (``RUN/augment.npz``; a word missing from it gets the table's deterministic out-of-vocabulary
+    vector, see the module docstring) and char vocabulary (``RUN/chars.json``). Give it a source
+    with :meth:`~minimner.data.inputs.Collator.with_source`.
+
+    Raises
+    ------
+    FileNotFoundError / ValueError
+        for a missing or malformed table or char vocabulary.
+    """
+    vocab = None
+    if info.get("char_vocab"):
+        vocab = load_char_vocab(Path(info.get("run_dir", ".")) / info["char_vocab"])
+    max_wordlen = (info.get("mgcmt_config") or {}).get("max_wordlen", MGCMTConfig.max_wordlen)
+    return Collator(aug_table=_run_table(info), char_vocab=vocab, max_wordlen=max_wordlen)
+
+
+def run_collator(info: dict, split: str | None = None, features=None, objects=None,
+                 accept_new_features: bool = False, log=_warn) -> Collator:
+    """The :class:`~minimner.data.inputs.Collator` of a run's model for tweets from ``split``.
+
+    :func:`run_text_collator` with the image/object source of :func:`run_source` (``features``,
+    ``objects``, ``accept_new_features`` as there; no source for a text-only run).
+    """
+    source = run_source(info, split, features, objects, accept_new_features, log)
+    return run_text_collator(info).with_source(source)

@@ -16,7 +16,7 @@ import sys
 import pytest
 
 from minimner.convert.bert import default_minilm_dir
-from minimner.convert.glove import kumo_available
+from minimner.lexicon.glove import kumo_available
 from minimner.data.toy import write_toy_dataset
 from tests.conftest import ROOT
 from tests.test_readme import _readme_commands

@@ -176,7 +176,7 @@ def _cfg(tiny, out, model):
 def test_training_run_on_strict_equals_numpy(tiny, tmp_path, model):
     """Two epochs (train steps, AdamW, clipping, dev decoding, checkpoints), then load and predict."""
     from minimner.checkpoint import load_checkpoint
-    from minimner.train import load_run, predict_sentences, run_source
+    from minimner.train import load_run, predict_sentences, run_collator
 
     runs = {}
     for name in ("numpy", "strict"):
@@ -193,8 +193,8 @@ def test_training_run_on_strict_equals_numpy(tiny, tmp_path, model):
             from minimner.data.conll import read_conll
 
             sents = read_conll(tiny["data"] / "test.txt")
-            src = run_source(info, "test") if model == "mgcmt" else None
-            pred = predict_sentences(loaded, encode_sentences(tok, sents), batch_size=4, progress=False, source=src)
+            pred = predict_sentences(loaded, encode_sentences(tok, sents), batch_size=4, progress=False,
+                                     collator=run_collator(info, "test"))
         finally:
             backend.set_backend("numpy")
         runs[name] = (summary, load_checkpoint(out / "last.npz"), pred)
@@ -211,10 +211,11 @@ def test_training_run_on_strict_equals_numpy(tiny, tmp_path, model):
 
 
 def _step_setup(tiny, model_name):
-    """A model on the strict backend, its optimiser, the train examples and (MGCMT) their image source."""
+    """A model on the strict backend, its optimiser, the train examples and their collator (MGCMT: chars, images)."""
     from minimner.data.batching import encode_sentences
     from minimner.data.chars import build_char_vocab
     from minimner.data.conll import read_conll
+    from minimner.data.inputs import Collator
     from minimner.data.multimodal import ImageFeatures, MultimodalSource
     from minimner.models.bert import BertModel
     from minimner.models.mgcmt import MGCMT, MGCMTConfig
@@ -226,7 +227,7 @@ def _step_setup(tiny, model_name):
     rng = backend.rng(0)
     tok = BertWordPieceTokenizer.from_pretrained(tiny["bert"])
     examples = encode_sentences(tok, read_conll(tiny["data"] / "train.txt"))
-    source = None
+    collator = Collator()
     if model_name == "text-crf":
         model = TextCRFTagger(BertModel.from_pretrained(tiny["bert"], rng=rng), rng=rng)
     else:
@@ -234,9 +235,9 @@ def _step_setup(tiny, model_name):
         bert = BertModel.from_pretrained(tiny["bert"], rng=rng)
         model = MGCMT(bert, MGCMTConfig(aug="none", image_dim=512, regions=49, char_cnn=True,
                                         char_vocab=len(vocab)), rng=rng)
-        model.char_vocab = vocab
         source = MultimodalSource("train", ImageFeatures(tiny["features"]), load_objects(tiny["objects"]))
-    return model.train(), AdamW(model.named_parameters(), lr=1e-3), examples, source
+        collator = Collator(char_vocab=vocab, source=source)
+    return model.train(), AdamW(model.named_parameters(), lr=1e-3), examples, collator
 
 
 #: Host↔device traffic of one train step, batch building included. To the device: the batch's
@@ -249,24 +250,23 @@ STEP_TRAFFIC = {"text-crf": (7, 1, 0), "mgcmt": (12, 1, 0)}
 
 @pytest.mark.parametrize("model_name", list(STEP_TRAFFIC))
 def test_train_step_traffic(tiny, strict, model_name):
-    from minimner.data.batching import iterate_batches
     from minimner.train import train_step
 
-    model, opt, examples, source = _step_setup(tiny, model_name)
+    model, opt, examples, collator = _step_setup(tiny, model_name)
     model.zero_grad()
     counts, losses = [], []
-    batches = iterate_batches(examples, 4, shuffle=True, rng=np.random.default_rng(0))
+    batches = collator.batches(examples, 4, shuffle=True, rng=np.random.default_rng(0))
     while True:
         with _strict.counting() as c:
             batch = next(batches, None)
             if batch is None:
                 break
-            losses.append(train_step(model, batch, opt, lr=1e-3, max_grad_norm=1.0, source=source))
+            losses.append(train_step(model, batch, opt, lr=1e-3, max_grad_norm=1.0))
         counts.append((c.to_device, c.to_host, c.syncs))
     assert len(counts) == 3 and set(counts) == {STEP_TRAFFIC[model_name]}, counts
     assert all(type(v) is float for v in losses) and np.isfinite(losses).all()   # the host copies of the losses
     with _strict.counting() as c:                                # decoding: the paths come back to the host
-        model.eval().predict_words(next(iterate_batches(examples, 4)), source=source)
+        model.eval().predict_words(next(collator.batches(examples, 4)))
     print(f"{model_name}: per train step {STEP_TRAFFIC[model_name]} (to device, to host, syncs); "
           f"predict one batch ({c.to_device}, {c.to_host}, {c.syncs})")
     assert c.syncs == 0 and c.to_host <= 5
@@ -286,8 +286,8 @@ def test_explain_data_on_strict_equals_numpy(tiny, rng):
     for name in ("numpy", "strict"):
         backend.set_backend(name)
         try:
-            model, _, _, _ = _step_setup(tiny, "mgcmt")
-            got[name] = dataclasses.asdict(explain_tweet(model, tok, words, source=source))
+            model, _, _, collator = _step_setup(tiny, "mgcmt")
+            got[name] = dataclasses.asdict(explain_tweet(model, tok, words, source=source, collator=collator))
         finally:
             backend.set_backend("numpy")
     ref, st = got["numpy"], got["strict"]

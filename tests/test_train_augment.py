@@ -14,7 +14,8 @@ import pytest
 
 from minimner.checkpoint import load_checkpoint
 from minimner.cli import main
-from minimner.data.batching import augment_input, encode_sentences, make_batch
+from minimner.data.batching import augment_input, encode_sentences
+from minimner.data.inputs import Collator
 from minimner.data.conll import Sentence, read_conll
 from minimner.data.labels import NUM_TAGS
 from minimner.data.toy import write_toy_dataset
@@ -24,7 +25,7 @@ from minimner.lexicon.io import Lexicon, save_npz
 from minimner.models.bert import BertConfig, BertModel
 from minimner.models.text_crf import TextCRFTagger
 from minimner.nn.crf import CRF
-from minimner.train import TrainConfig, evaluate_examples, load_run, train
+from minimner.train import TrainConfig, evaluate_examples, load_run, run_text_collator, train
 from tests.test_train import make_tiny_bert
 
 TINY = dict(vocab_size=23, hidden_size=8, num_hidden_layers=2, num_attention_heads=2, intermediate_size=12,
@@ -66,11 +67,16 @@ def _tiny_table():
 def _tagger(mode, seed=1):
     bert = BertModel(BertConfig.from_dict(TINY), rng=np.random.default_rng(0))
     return TextCRFTagger(bert, num_tags=NUM_TAGS, dropout=0.0, rng=np.random.default_rng(seed), aug_mode=mode,
-                         aug_dim=None if mode == "none" else E, aug_table=None if mode == "none" else _tiny_table())
+                         aug_dim=None if mode == "none" else E)
 
 
-def _batch():
-    return make_batch(encode_sentences(_PieceTokenizer(), SENTENCES))
+def _collator(mode):
+    """The data side of a tagger of ``mode``: the tiny table unless the mode is ``none``."""
+    return Collator(aug_table=None if mode == "none" else _tiny_table())
+
+
+def _batch(mode="none"):
+    return _collator(mode)(encode_sentences(_PieceTokenizer(), SENTENCES))
 
 
 # ----------------------------------------------------------------------------- the augmentation input
@@ -97,15 +103,15 @@ def test_numpy_and_cupy_agree(mode, xp_name):
 
     ref_model = _tagger(mode).to("numpy").eval()   # on the host whatever the default backend
     examples = encode_sentences(_PieceTokenizer(), SENTENCES)
-    ref = ref_model.emissions(make_batch(examples, backend_name="numpy"))
+    ref = ref_model.batch_emissions(_collator(mode)(examples, backend_name="numpy"))
     model = _tagger(mode).eval().to(xp_name)
-    batch = make_batch(examples, backend_name=xp_name)
-    a = augment_input(batch, model.aug_table)
+    batch = _collator(mode)(examples, backend_name=xp_name)
+    a = batch.aug
     assert backend.device_of(a) == xp_name and a.dtype == np.float32
-    em = model.emissions(batch)
+    em = model.batch_emissions(batch)
     assert backend.device_of(em) == xp_name and em.dtype == np.float32
     np.testing.assert_allclose(backend.asnumpy(em), ref, rtol=0, atol=1e-5)
-    model.forward(batch)
+    model.batch_loss(batch)
     assert backend.device_of(model.backward()) == xp_name
 
 
@@ -114,11 +120,12 @@ def test_numpy_and_cupy_agree(mode, xp_name):
 def test_gradcheck_whole_tagger(mode, rng):
     """Directional check of the CRF loss over every parameter and the augmentation input (train mode, p = 0)."""
     model = _tagger(mode).double().train()
-    batch = _batch()
-    a = model.augment_input(batch).astype(np.float64)                        # (B, T, E)
+    batch = _batch(mode)
+    a = batch.aug.astype(np.float64)                                         # (B, T, E)
     a += 0.1 * rng.standard_normal(a.shape)                                  # non-zero everywhere: every path used
+    batch.aug = a
     model.zero_grad()
-    loss = model.forward(batch, aug=a)
+    loss = model.batch_loss(batch)
     assert loss.dtype == np.float64
     da = model.backward()
     assert da.shape == a.shape and da.dtype == np.float64
@@ -130,7 +137,7 @@ def test_gradcheck_whole_tagger(mode, rng):
                  "embed": ["bert.embeddings.aug_linear.weight"]}[mode]
     for n in aug_names:
         assert np.abs(analytic[n]).max() > 1e-8, n                             # the fusion really is trained
-    err = directional_check(lambda: float(model.forward(batch, aug=a)), arrays, analytic, rng=rng, tol=1e-6)
+    err = directional_check(lambda: float(model.batch_loss(batch)), arrays, analytic, rng=rng, tol=1e-6)
     assert err < 1e-6
 
 
@@ -164,9 +171,9 @@ def test_model_errors():
         TextCRFTagger(bert, aug_mode="concat", aug_dim=E)
     batch = _batch()
     with pytest.raises(ValueError, match="has no aug_table"):
-        TextCRFTagger(bert, aug_mode="add", aug_dim=E).emissions(batch)
+        TextCRFTagger(bert, aug_mode="add", aug_dim=E).batch_emissions(batch)
     with pytest.raises(ValueError, match="size 5, the model expects 7"):
-        TextCRFTagger(bert, aug_mode="gate", aug_dim=7, aug_table=_tiny_table()).emissions(batch)
+        TextCRFTagger(bert, aug_mode="gate", aug_dim=7).batch_emissions(_batch("gate"))
     with pytest.raises(ValueError, match="no aug_linear"):
         bert.forward(batch.input_ids, batch.attention_mask, aug=np.zeros((3, 7, E), np.float32))
     embed = _tagger("embed")
@@ -238,11 +245,13 @@ def test_resumed_augmented_run_reaches_the_same_weights(tiny, tmp_path, monkeypa
     info = json.loads((full / "run.json").read_text())
     assert info["config"]["aug"] == "gate" and info["augment"]["mode"] == "gate" and info["augment"]["dim"] == 6
     assert 0 < info["augment"]["in_lexicon"] < info["augment"]["words"]
-    model, tok, _ = load_run(full)
-    assert model.aug_mode == "gate" and model.aug_table.dim == 6
-    assert model.aug_table.words == AugmentationTable.load(full / "augment.npz").words
+    model, tok, info = load_run(full)
+    inputs = run_text_collator(info)
+    assert model.aug_mode == "gate" and inputs.aug_table.dim == 6
+    assert inputs.aug_table.words == AugmentationTable.load(full / "augment.npz").words
     dev = read_conll(tiny["data"] / "valid.txt")
-    _, scores = evaluate_examples(model, dev, encode_sentences(tok, dev), batch_size=8, progress=False)
+    _, scores = evaluate_examples(model, dev, encode_sentences(tok, dev), batch_size=8, progress=False,
+                                  collator=inputs)
     _, best_meta = load_checkpoint(full / "best.npz")[1:]
     assert scores["default"]["micro"]["f1"] == best_meta["dev"]["default"]["micro"]["f1"]
 
@@ -291,7 +300,7 @@ def test_bad_augmentation_options_are_clear_errors(tiny, tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="--aug-k must be a positive integer"):
         train(_cfg(tiny, tmp_path / "e", aug="add", aug_k=0), progress=False)
     # No --lexicon, and the default one neither exists nor can be converted here.
-    import minimner.convert.glove as glove
+    import minimner.lexicon.glove as glove
 
     monkeypatch.setenv("MINIMNER_HOME", str(tmp_path / "home"))
     monkeypatch.setattr(glove, "kumo_available", lambda: False)

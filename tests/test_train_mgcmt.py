@@ -13,7 +13,7 @@ import pytest
 from minimner.atomic import write_json_atomic
 from minimner.data.conll import read_conll
 from minimner.data.toy import write_toy_dataset
-from minimner.train import TrainConfig, load_run, run_source, train
+from minimner.train import TrainConfig, load_run, run_collator, run_source, train
 from tests.test_train import make_tiny_bert
 
 
@@ -131,16 +131,16 @@ def test_missing_image_file_equals_missing_image_in_data(tiny, tmp_path):
     out = tmp_path / "same"
     train(_cfg(tiny, out, features=str(tiny["features"]), epochs=1), progress=False, log=_quiet)
     model, tok, info = load_run(out)
-    from minimner.data.batching import encode_sentences, make_batch
+    from minimner.data.batching import encode_sentences
     from minimner.data.conll import Sentence
 
     s = read_conll(tiny["data"] / "train.txt")[0]               # its image has no .npy (the fixture skipped it)
     no_file = Sentence(words=s.words, tags=s.tags, image_id=s.image_id)
     no_id = Sentence(words=s.words, tags=s.tags, image_id=None)
-    src = run_source(info, "train")
-    b1, b2 = (make_batch(encode_sentences(tok, [x])) for x in (no_file, no_id))
-    e1 = model.emissions(**model.batch_inputs(b1, src))
-    e2 = model.emissions(**model.batch_inputs(b2, src))
+    inputs = run_collator(info, "train")
+    b1, b2 = (inputs(encode_sentences(tok, [x])) for x in (no_file, no_id))
+    e1 = model.batch_emissions(b1)
+    e2 = model.batch_emissions(b2)
     for a, b in zip(e1, e2):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
@@ -216,12 +216,13 @@ def test_explanation_follows_the_model(tiny, tmp_path):
     np.testing.assert_allclose(none.txt2img, 1 / 49, rtol=1e-5)        # no image: uniform over the null grid
     assert not none.has_image
     # the CRF figure's marginals come from the model's own emissions, its path is the printed tags
-    from minimner.data.batching import encode_sentences, make_batch
+    from minimner.data.batching import encode_sentences
     from minimner.data.conll import Sentence
+    from minimner.data.inputs import Collator
 
-    batch = make_batch(encode_sentences(tok, [Sentence(words=["Obama", "visits", "Paris"])]))
-    kw = model.batch_inputs(batch, SingleImageSource(grid, objects=["person"]))
-    main, _ = model.emissions(**kw)
+    batch = Collator(source=SingleImageSource(grid, objects=["person"]))(
+        encode_sentences(tok, [Sentence(words=["Obama", "visits", "Paris"])]))
+    main = model.batch_emissions(batch)
     np.testing.assert_array_equal(ex.emissions, np.asarray(main)[0])
     assert ex.pieces[0] == "[CLS]" and ex.pieces[-1] == "[SEP]" and ex.word_mask.sum() == 3
     fig = ex.crf_figure(model.crf)

@@ -100,15 +100,15 @@ def _batch_lines(sentences):
 def test_a_nan_loss_stops_before_the_step_and_keeps_the_last_good_checkpoint(tiny, tmp_path, monkeypatch):
     from minimner.models import text_crf
 
-    real = text_crf.TextCRFTagger.forward
+    real = text_crf.TextCRFTagger.batch_loss
     seen = []
 
-    def forward(self, batch, **kw):                  # the 5th step (epoch 2, step 2 of 3) turns NaN
+    def batch_loss(self, batch, **kw):               # the 5th step (epoch 2, step 2 of 3) turns NaN
         loss = real(self, batch, **kw)
         seen.append(batch.sentences)
         return loss * np.float32("nan") if len(seen) == 5 else loss
 
-    monkeypatch.setattr(text_crf.TextCRFTagger, "forward", forward)
+    monkeypatch.setattr(text_crf.TextCRFTagger, "batch_loss", batch_loss)
     out = tmp_path / "run"
     with pytest.raises(NonFiniteError) as e:
         train(_cfg(tiny, out), progress=False, log=_quiet)

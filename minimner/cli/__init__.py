@@ -15,6 +15,8 @@ import argparse
 import importlib
 import sys
 
+from minimner import backend
+
 #: Commands in the order ``--help`` lists them.
 COMMANDS = ("demo", "train", "evaluate", "predict", "score", "convert", "features",
             "neighbours", "visualise", "explain")
@@ -83,7 +85,6 @@ def main(argv=None) -> int:
         return 2
     try:
         if args.backend:
-            from minimner import backend
             backend.set_backend(args.backend)
         rc = args.func(args)
     except (CLIError, ValueError, FileNotFoundError, KeyError, RuntimeError) as e:

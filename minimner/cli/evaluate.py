@@ -1,6 +1,18 @@
 """``python -m minimner evaluate``: score a run's best checkpoint on one split."""
 from __future__ import annotations
 
+import json
+import sys
+from pathlib import Path
+
+from minimner.atomic import write_text_atomic
+from minimner.cli import CLIError
+from minimner.cli.predict import missing_kind
+from minimner.data.batching import encode_sentences
+from minimner.data.conll import read_conll, write_conll
+from minimner.metrics import format_table
+from minimner.train import evaluate_examples, load_run, run_source, run_text_collator
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
@@ -31,8 +43,6 @@ def image_report(source, sentences) -> dict | None:
     """``{"used": n, "missing": {kind: n}}`` of the tweets' pictures (None for a text-only run).
 
     Kinds: no IMGID, not in the features folder, the run has no image features."""
-    from minimner.cli.predict import missing_kind
-
     if source is None:
         return None
     used, missing = 0, {}
@@ -46,17 +56,6 @@ def image_report(source, sentences) -> dict | None:
 
 
 def run(args) -> int:
-    import json
-    import sys
-    from pathlib import Path
-
-    from minimner.atomic import write_text_atomic
-    from minimner.cli import CLIError
-    from minimner.data.batching import encode_sentences
-    from minimner.data.conll import read_conll, write_conll
-    from minimner.metrics import format_table
-    from minimner.train import evaluate_examples, load_run, run_source
-
     model, tok, info = load_run(args.run)
     data = Path(args.data or info["config"]["data_dir"])
     path = data / f"{args.split}.txt"
@@ -75,7 +74,8 @@ def run(args) -> int:
         print(f"images: {images['used']} of {len(sents)} tweets read their picture"
               + "".join(f"; {n} missing ({why})" for why, n in sorted(images["missing"].items())), file=sys.stderr)
     pred, scores = evaluate_examples(model, sents, examples, constrained=not args.unconstrained,
-                                     desc=args.split, progress=not args.no_progress, source=source)
+                                     desc=args.split, progress=not args.no_progress,
+                                     collator=run_text_collator(info).with_source(source))
     run_dir = Path(args.run)
     # A partial score never overwrites the full one (benchmarks read eval-SPLIT.json).
     name = f"{args.split}-first{args.limit}" if args.limit else args.split

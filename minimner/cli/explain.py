@@ -18,6 +18,14 @@ without it, none.
 """
 from __future__ import annotations
 
+from minimner.cli import CLIError
+from minimner.explain import SingleImageSource, explain_tweet
+from minimner.plots.attention import feature_crop
+from minimner.plots.augment import plot_word_neighbours
+from minimner.plots.training import plot_training_curves
+from minimner.train import load_run, run_text_collator
+from minimner.vision.features import FeatureExtractor
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
@@ -44,11 +52,6 @@ def run(args) -> int:
     import matplotlib
 
     matplotlib.use("Agg")
-    from minimner.cli import CLIError
-    from minimner.explain import SingleImageSource, explain_tweet
-    from minimner.plots.attention import feature_crop
-    from minimner.vision.features import FeatureExtractor
-    from minimner.train import load_run
 
     model, tok, info = load_run(args.run)
     if info["config"].get("model") != "mgcmt":
@@ -76,7 +79,8 @@ def run(args) -> int:
         print("image: none (no --image given): the model reads its learned 'no image' input")
     objects = [o.strip() for o in args.objects.split(",") if o.strip()] if args.objects else None
     source = SingleImageSource(grid, objects=objects, slots=model.config.object_slots)
-    ex = explain_tweet(model, tok, words, source, constrained=not args.unconstrained)
+    inputs = run_text_collator(info)                                   # the run's augmentation table, char vocabulary
+    ex = explain_tweet(model, tok, words, source, constrained=not args.unconstrained, collator=inputs)
     word = ex.default_word()
     if args.word is not None:
         if args.word not in ex.words:
@@ -90,14 +94,12 @@ def run(args) -> int:
     side = out.with_name(f"{out.stem}_crf.png")
     ex.crf_figure(model.crf, constrained=not args.unconstrained).savefig(side, dpi=100)
     print(f"wrote {side} (CRF transitions, per-piece marginals, decoded path)")
-    if model.aug_table is not None:
+    if inputs.aug_table is not None:
         side = out.with_name(f"{out.stem}_augment.png")
-        _augment_figure(model.aug_table, ex.words[word]).savefig(side, dpi=100)
+        _augment_figure(inputs.aug_table, ex.words[word]).savefig(side, dpi=100)
         print(f"wrote {side} (semantic-augmentation neighbours of {ex.words[word]!r})")
     if (Path(args.run) / "metrics.jsonl").is_file():
         from matplotlib.figure import Figure
-
-        from minimner.plots.training import plot_training_curves
 
         side = out.with_name(f"{out.stem}_training.png")
         fig = Figure(figsize=(10, 4), layout="constrained")
@@ -110,8 +112,6 @@ def run(args) -> int:
 def _augment_figure(table, word: str):
     """The word's neighbours in the run's augmentation table (or a note that it has none there)."""
     from matplotlib.figure import Figure
-
-    from minimner.plots.augment import plot_word_neighbours
 
     try:
         entry = table.describe(word)

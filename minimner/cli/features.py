@@ -2,7 +2,7 @@
 
     python -m minimner features --images DIR --ids DATA_DIR --arch resnet152 --weights FILE --out OUT
 
-Dimension legend: R regions (49 = 7×7 at 224×224), C channels (2048 for ResNet-50+).
+Dimension legend: R regions (49 = 7×7 at 224×224), C_img channels (2048 for ResNet-50+).
 
 * Image ids come from the ``IMGID:`` lines of ``train.txt`` / ``valid.txt`` /
   ``test.txt`` in DATA_DIR (those present); the image is ``DIR/<id>.jpg``.
@@ -11,7 +11,7 @@ Dimension legend: R regions (49 = 7×7 at 224×224), C channels (2048 for ResNet
   batched through an eval-mode, BN-folded ResNet
   (:class:`minimner.vision.features.FeatureExtractor`, the same code ``predict --images``
   and ``explain --image`` run on the fly), and its grid is stored as
-  ``OUT/<split>/<id>.npy`` with shape (R, C) (region r = 7·row + col) in float32
+  ``OUT/<split>/<id>.npy`` with shape (R, C_img) (region r = 7·row + col) in float32
   or float16.
 * **Resumable**: each ``.npy`` is written to a temporary file and renamed into
   place, so a file that exists is complete. A rerun skips finished images; a crash
@@ -30,9 +30,15 @@ from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from minimner.atomic import remove_stale_temporaries, write_json_atomic, write_npy_atomic
+from minimner.cli import CLIError
+from minimner.data.conll import read_image_ids as read_image_ids_of_conll
+from minimner.files import sha256_file
 from minimner.finite import NonFiniteError, first_nonfinite
+from minimner.models.resnet import arch_depth
+from minimner.vision.features import FeatureExtractor, image_file, load_resnet
 
 SPLITS = ("train", "valid", "test")
 
@@ -73,9 +79,7 @@ def read_image_ids(path) -> list[str]:
     (:func:`minimner.data.conll.read_image_ids`), so no image is read from outside
     ``--images`` and no ``.npy`` is written outside ``--out``.
     """
-    from minimner.data.conll import read_image_ids as read_ids
-
-    return read_ids(path)
+    return read_image_ids_of_conll(path)
 
 
 def _read_settings(path: Path) -> dict:
@@ -99,8 +103,6 @@ def _check_grids(image_ids, grids, paths: dict, weights) -> None:
 
 
 def _settings(args, depth, splits) -> dict:
-    from minimner.convert.io import sha256_file
-
     train_crop = "random crop + flip (seeded)" if args.train_crop == "random" else "resize + centre crop"
     return OrderedDict(
         format_version=1, arch=f"resnet{depth}", weights=Path(args.weights).name,
@@ -112,82 +114,18 @@ def _settings(args, depth, splits) -> dict:
 
 
 def run(args) -> int:
-    from tqdm import tqdm
-
-    from minimner.cli import CLIError
-    from minimner.models.resnet import arch_depth
-    from minimner.vision.features import FeatureExtractor, image_file, load_resnet
-
     images_dir, data_dir, out = Path(args.images), Path(args.ids), Path(args.out)
-    if not images_dir.is_dir():
-        raise FileNotFoundError(f"--images: folder not found: {images_dir}")
-    if not data_dir.is_dir():
-        raise FileNotFoundError(f"--ids: folder not found: {data_dir}")
-    if not Path(args.weights).is_file():
-        raise FileNotFoundError(f"--weights: file not found: {args.weights}")
-    if args.batch_size < 1 or args.size < 32:
-        raise CLIError("--batch-size must be ≥ 1 and --size ≥ 32")
-    depth = arch_depth(args.arch)
-    wanted = args.splits or SPLITS
-    splits = [s for s in wanted if (data_dir / f"{s}.txt").is_file()]
-    if not splits:
-        raise FileNotFoundError(f"--ids: none of {', '.join(s + '.txt' for s in wanted)} found in {data_dir}")
+    depth, splits = _check_arguments(args, images_dir, data_dir)
     ids = {s: read_image_ids(data_dir / f"{s}.txt")[:args.limit] for s in splits}
-
-    out.mkdir(parents=True, exist_ok=True)
-    settings = _settings(args, depth, splits)
-    settings_path = out / "features.json"
-    for folder in [out] + [out / s for s in splits]:
-        remove_stale_temporaries(folder)                 # left by a killed earlier run
-    if settings_path.exists():
-        old = _read_settings(settings_path)
-        # The weights' location may change between runs (their SHA-256 is what must match).
-        diff = [k for k in settings if k not in ("transforms", "weights_path") and old.get(k) != settings[k]]
-        diff += [f"transforms[{s}]" for s in splits if old.get("transforms", {}).get(s, settings["transforms"][s])
-                 != settings["transforms"][s]]
-        if diff:
-            raise CLIError(f"{out} holds features made with other settings ({', '.join(diff)}); "
-                           "use a new --out folder")
-        settings["transforms"] = {**old.get("transforms", {}), **settings["transforms"]}
-    write_json_atomic(settings_path, settings)
-
-    log = logging.getLogger("minimner.vision")
-    handler = logging.FileHandler(out / "features.log", encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    log.addHandler(handler)
-    old_level = log.level
-    log.setLevel(logging.INFO)
-    dtype = np.dtype(args.dtype)
-
+    settings_path = _write_settings(out, _settings(args, depth, splits), splits)
     extractor = FeatureExtractor(load_resnet(args.weights, f"resnet{depth}"), size=args.size, arch=f"resnet{depth}")
+    log, handler, old_level = _open_log(out)
     summary = OrderedDict(settings=settings_path.name, splits=OrderedDict())
     start = time.time()
     try:
         log.info("features: resnet%d, %s, splits %s", depth, args.weights, splits)
         for split in splits:
-            folder = out / split
-            folder.mkdir(exist_ok=True)
-            todo = [i for i in ids[split] if not (folder / f"{i}.npy").exists()]
-            info = summary["splits"][split] = OrderedDict(
-                images=len(ids[split]), already_done=len(ids[split]) - len(todo), written=0, missing=OrderedDict(),
-                upscaled=0)
-            train = split == "train" and args.train_crop == "random"
-            bar = tqdm(total=len(todo), desc=f"features {split}", unit="img", disable=args.no_progress)
-            for b0 in range(0, len(todo), args.batch_size):
-                chunk = todo[b0:b0 + args.batch_size]
-                paths = [image_file(i, images_dir) for i in chunk]
-                grids, results = extractor.grids(paths, image_ids=chunk, train=train, seed=args.seed)
-                _check_grids(chunk, grids, paths=dict(zip(chunk, paths)), weights=args.weights)
-                for i, g, r in zip(chunk, grids, results):                        # g: (R, C) or None
-                    if r.missing:
-                        info["missing"][i] = r.reason
-                    info["upscaled"] += int(r.upscaled)
-                    if g is not None:
-                        write_npy_atomic(folder / f"{i}.npy", np.ascontiguousarray(g, dtype=dtype))
-                        info["written"] += 1
-                bar.update(len(chunk))
-            bar.close()
-            info["done"] = info["already_done"] + info["written"]
+            info = summary["splits"][split] = _extract_split(args, extractor, split, ids[split], images_dir, out)
             log.info("features %s: %d images, %d written now, %d done before, %d missing", split, info["images"],
                      info["written"], info["already_done"], len(info["missing"]))
     finally:
@@ -202,3 +140,80 @@ def run(args) -> int:
               f"({info['written']} new), {len(info['missing'])} missing")
     print(f"wrote {out / 'summary.json'}")
     return 0
+
+
+def _check_arguments(args, images_dir: Path, data_dir: Path) -> tuple[int, list[str]]:
+    """The ResNet depth and the splits present in DATA_DIR; errors name the flag and the path."""
+    if not images_dir.is_dir():
+        raise FileNotFoundError(f"--images: folder not found: {images_dir}")
+    if not data_dir.is_dir():
+        raise FileNotFoundError(f"--ids: folder not found: {data_dir}")
+    if not Path(args.weights).is_file():
+        raise FileNotFoundError(f"--weights: file not found: {args.weights}")
+    if args.batch_size < 1 or args.size < 32:
+        raise CLIError("--batch-size must be ≥ 1 and --size ≥ 32")
+    depth = arch_depth(args.arch)
+    wanted = args.splits or SPLITS
+    splits = [s for s in wanted if (data_dir / f"{s}.txt").is_file()]
+    if not splits:
+        raise FileNotFoundError(f"--ids: none of {', '.join(s + '.txt' for s in wanted)} found in {data_dir}")
+    return depth, splits
+
+
+def _write_settings(out: Path, settings: dict, splits) -> Path:
+    """Create ``out``, clean stale temporaries, refuse other settings, write ``features.json``."""
+    out.mkdir(parents=True, exist_ok=True)
+    settings_path = out / "features.json"
+    for folder in [out] + [out / s for s in splits]:
+        remove_stale_temporaries(folder)                 # left by a killed earlier run
+    if settings_path.exists():
+        old = _read_settings(settings_path)
+        # The weights' location may change between runs (their SHA-256 is what must match).
+        diff = [k for k in settings if k not in ("transforms", "weights_path") and old.get(k) != settings[k]]
+        diff += [f"transforms[{s}]" for s in splits if old.get("transforms", {}).get(s, settings["transforms"][s])
+                 != settings["transforms"][s]]
+        if diff:
+            raise CLIError(f"{out} holds features made with other settings ({', '.join(diff)}); "
+                           "use a new --out folder")
+        settings["transforms"] = {**old.get("transforms", {}), **settings["transforms"]}
+    write_json_atomic(settings_path, settings)
+    return settings_path
+
+
+def _open_log(out: Path):
+    """Log ``minimner.vision`` at INFO to ``out/features.log``; returns (logger, handler, previous level)."""
+    log = logging.getLogger("minimner.vision")
+    handler = logging.FileHandler(out / "features.log", encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    log.addHandler(handler)
+    old_level = log.level
+    log.setLevel(logging.INFO)
+    return log, handler, old_level
+
+
+def _extract_split(args, extractor, split: str, split_ids, images_dir: Path, out: Path) -> OrderedDict:
+    """Write ``out/<split>/<id>.npy`` for every image not done yet; returns the split's summary."""
+    dtype = np.dtype(args.dtype)
+    folder = out / split
+    folder.mkdir(exist_ok=True)
+    todo = [i for i in split_ids if not (folder / f"{i}.npy").exists()]
+    info = OrderedDict(images=len(split_ids), already_done=len(split_ids) - len(todo), written=0,
+                       missing=OrderedDict(), upscaled=0)
+    train = split == "train" and args.train_crop == "random"
+    bar = tqdm(total=len(todo), desc=f"features {split}", unit="img", disable=args.no_progress)
+    for b0 in range(0, len(todo), args.batch_size):
+        chunk = todo[b0:b0 + args.batch_size]
+        paths = [image_file(i, images_dir) for i in chunk]
+        grids, results = extractor.grids(paths, image_ids=chunk, train=train, seed=args.seed)
+        _check_grids(chunk, grids, paths=dict(zip(chunk, paths)), weights=args.weights)
+        for i, g, r in zip(chunk, grids, results):                        # g: (R, C_img) or None
+            if r.missing:
+                info["missing"][i] = r.reason
+            info["upscaled"] += int(r.upscaled)
+            if g is not None:
+                write_npy_atomic(folder / f"{i}.npy", np.ascontiguousarray(g, dtype=dtype))
+                info["written"] += 1
+        bar.update(len(chunk))
+    bar.close()
+    info["done"] = info["already_done"] + info["written"]
+    return info

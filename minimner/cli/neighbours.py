@@ -12,12 +12,11 @@ from __future__ import annotations
 import json
 import sys
 
+from minimner.lexicon.augment import open_lexicon
 from minimner.lexicon.neighbours import CASE_POLICIES, describe_neighbours
 
 
 def _run(args) -> int:
-    from minimner.lexicon.augment import open_lexicon
-
     if args.k < 1:
         raise ValueError(f"-k must be at least 1, got {args.k}")
     lex = open_lexicon(args.lexicon, progress=not args.json, verbose=True)

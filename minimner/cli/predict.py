@@ -32,6 +32,14 @@ import os
 import sys
 from pathlib import Path
 
+import minimner.train as training
+from minimner.cli import CLIError
+from minimner.data.batching import encode_sentences
+from minimner.data.conll import DataFormatError, Sentence, format_conll, iter_conll, iter_text
+from minimner.data.multimodal import ImageGrids, MultimodalSource
+from minimner.vision.features import FeatureExtractor, image_file
+from minimner.vision.objects import load_objects
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
@@ -71,8 +79,6 @@ def register(subparsers) -> None:
 # ----------------------------------------------------------------------------- input
 def _read_tweets(path):
     """Sentences and DataFormatErrors of ``path``, in file order (CoNLL if it has a tab, else plain text)."""
-    from minimner.data.conll import iter_conll, iter_text
-
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found")
@@ -83,8 +89,6 @@ def _read_tweets(path):
 
 def _chunks(items, size: int):
     """Lists of at most ``size`` Sentences; a DataFormatError is yielded alone, between chunks."""
-    from minimner.data.conll import DataFormatError
-
     chunk = []
     for item in items:
         if isinstance(item, DataFormatError):
@@ -103,8 +107,6 @@ def _chunks(items, size: int):
 
 def _encode(tok, sentences, max_positions: int):
     """``(examples, bad)``: the encodable sentences' examples, and ``(sentence, problem)`` for the others."""
-    from minimner.data.batching import encode_sentences
-
     try:
         encoded = encode_sentences(tok, sentences)
     except ValueError:                              # find the tweet(s) the tokenizer cannot align
@@ -147,9 +149,6 @@ class _FilePictures:
         self.grid, self.channels = grid, channels
 
     def for_chunk(self, sentences):
-        from minimner.data.multimodal import ImageGrids, MultimodalSource
-        from minimner.vision.features import image_file
-
         files = {s.image_id: image_file(s.image_id, self.folder) for s in sentences if s.image_id is not None}
         ids = list(files)
         grids, why = {}, {}
@@ -172,9 +171,6 @@ class _FilePictures:
 
 def _pictures(args, info, model):
     """The picture provider the options ask for (see the module docstring)."""
-    from minimner.cli import CLIError
-    from minimner.train import run_source
-
     multimodal = info.get("config", {}).get("model") == "mgcmt"
     if not multimodal:
         if args.images or args.features or args.objects or args.resnet:
@@ -184,7 +180,7 @@ def _pictures(args, info, model):
     if args.images is None:
         if args.resnet:
             raise CLIError("--resnet is used with --images")
-        return _FolderPictures(run_source(info, None, features=args.features, objects=args.objects,
+        return _FolderPictures(training.run_source(info, None, features=args.features, objects=args.objects,
                                            accept_new_features=args.accept_new_features))
     if args.features:
         raise CLIError("give either --images (picture files) or --features (a pre-computed folder), not both")
@@ -195,9 +191,6 @@ def _pictures(args, info, model):
     if not settings:
         raise CLIError(f"{args.run} was trained without image features (every image missing): its image encoders "
                        "never saw a picture, so --images has nothing to feed them")
-    from minimner.vision.features import FeatureExtractor
-    from minimner.vision.objects import load_objects
-
     mcfg = info["mgcmt_config"]
     side = int(round(mcfg["regions"] ** 0.5))
     obj_path = args.objects or info["config"].get("objects")
@@ -266,13 +259,10 @@ def missing_kind(why: str) -> str:
 def run(args) -> int:
     from tqdm.auto import tqdm
 
-    from minimner.cli import CLIError
-    from minimner.data.conll import Sentence, format_conll
-    from minimner.train import load_run, predict_sentences
-
     if args.batch_size < 1:
         raise CLIError(f"--batch-size must be at least 1, got {args.batch_size}")
-    model, tok, info = load_run(args.run)
+    model, tok, info = training.load_run(args.run)
+    text_inputs = training.run_text_collator(info)          # the run's augmentation table and char vocabulary
     pictures = _pictures(args, info, model)
     multimodal = info.get("config", {}).get("model") == "mgcmt"
     max_positions = model.bert.config.max_position_embeddings
@@ -314,8 +304,9 @@ def run(args) -> int:
             examples = [ex for _, ex in good]
             for i, ex in enumerate(examples):
                 ex.index = i
-            tags = predict_sentences(model, examples, batch_size=len(examples), constrained=not args.unconstrained,
-                                     progress=False, source=source)
+            tags = training.predict_sentences(model, examples, batch_size=len(examples),
+                                              constrained=not args.unconstrained, progress=False,
+                                              collator=text_inputs.with_source(source))
             out.write(format_conll(sents, tags=tags))
             n_done += len(sents)
             bar.update(len(sents))

@@ -14,6 +14,8 @@ from __future__ import annotations
 import json
 
 from minimner.cli import CLIError
+from minimner.data.conll import read_conll, read_released_output
+from minimner.metrics import format_table, score
 
 _EPILOG = """\
 Examples:
@@ -80,9 +82,6 @@ def _align(gold, pred, gold_path, pred_path) -> None:
 
 
 def run(args) -> int:
-    from minimner.data.conll import read_conll, read_released_output
-    from minimner.metrics import format_table, score
-
     if args.released is not None:
         if args.gold is not None or args.pred is not None:
             raise CLIError("--released carries its own gold tags; do not combine it with --gold/--pred")

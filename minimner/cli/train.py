@@ -10,6 +10,11 @@ the run folder, so ``evaluate`` and ``predict`` need no flags for it.
 """
 from __future__ import annotations
 
+from minimner.cli import CLIError
+from minimner.lexicon.augment import add_augment_arguments, augment_config_from_args
+from minimner.models.fusion import FUSION_METHODS
+import minimner.train as training
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
@@ -49,11 +54,9 @@ def register(subparsers) -> None:
     p.add_argument("--max-steps", type=int, default=0, help="stop after N optimiser steps (0 = no limit)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last.npz")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    from minimner.lexicon.augment import add_augment_arguments
 
     add_augment_arguments(p, default_mode="none", default_help="add for --model mgcmt, as the paper; none for text-crf")
     p.set_defaults(aug=None)   # resolved per model in run(): none for text-crf, add (the paper's) for mgcmt
-    from minimner.models.fusion import FUSION_METHODS
 
     g = p.add_argument_group("cross-modal model (--model mgcmt; defaults: the paper's flags, see the README)")
     g.add_argument("--features", default=None, metavar="DIR",
@@ -87,10 +90,7 @@ def mgcmt_flags(args) -> dict:
 def run(args) -> int:
     import json
 
-    from minimner.lexicon.augment import augment_config_from_args
-    from minimner.train import TrainConfig, train
 
-    from minimner.cli import CLIError
 
     mflags = mgcmt_flags(args)
     if args.model != "mgcmt" and (mflags or args.features or args.objects):
@@ -99,16 +99,16 @@ def run(args) -> int:
     if args.aug is None:
         args.aug = "add" if args.model == "mgcmt" else "none"
     aug = augment_config_from_args(args)
-    cfg = TrainConfig(data_dir=args.data, out=args.out, model=args.model, bert=args.bert, epochs=args.epochs,
-                      batch_size=args.batch_size, lr=args.lr, lr_bert=args.lr_bert, lr_head=args.lr_head,
-                      lr_crf=args.lr_crf, weight_decay=args.weight_decay, warmup=args.warmup,
-                      max_grad_norm=args.max_grad_norm, seed=args.seed, patience=args.patience,
-                      constrained=not args.unconstrained, limit=args.limit, max_steps=args.max_steps,
-                      aug=aug.mode, lexicon=aug.lexicon, aug_k=aug.k, aug_case=aug.case, aug_oov=aug.oov,
-                      aug_seed=aug.seed, aug_cache=aug.cache_dir, features=args.features, objects=args.objects,
-                      mgcmt=mflags)
-    summary = train(cfg, resume=args.resume, progress=not args.no_progress,
-                    accept_new_features=args.accept_new_features)
+    cfg = training.TrainConfig(
+        data_dir=args.data, out=args.out, model=args.model, bert=args.bert, epochs=args.epochs,
+        batch_size=args.batch_size, lr=args.lr, lr_bert=args.lr_bert, lr_head=args.lr_head,
+        lr_crf=args.lr_crf, weight_decay=args.weight_decay, warmup=args.warmup,
+        max_grad_norm=args.max_grad_norm, seed=args.seed, patience=args.patience,
+        constrained=not args.unconstrained, limit=args.limit, max_steps=args.max_steps,
+        aug=aug.mode, lexicon=aug.lexicon, aug_k=aug.k, aug_case=aug.case, aug_oov=aug.oov,
+        aug_seed=aug.seed, aug_cache=aug.cache_dir, features=args.features, objects=args.objects, mgcmt=mflags)
+    summary = training.train(cfg, resume=args.resume, progress=not args.no_progress,
+                             accept_new_features=args.accept_new_features)
     print(json.dumps(summary))
     hint = zero_f1_hint(summary)
     if hint:

@@ -13,6 +13,15 @@ from the run's features, sub-folder ``--split``); ``explain`` draws the cross-mo
 """
 from __future__ import annotations
 
+from minimner import backend
+from minimner.constraints import paper_constraints
+from minimner.data.batching import encode_sentences
+from minimner.data.conll import Sentence, read_conll
+from minimner.data.labels import MAIN_TAGS
+from minimner.models.text_crf import piece_word_mask
+from minimner.plots.crf import plot_crf
+from minimner.train import load_run, run_collator
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
@@ -43,14 +52,6 @@ def run(args) -> int:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    from minimner import backend
-    from minimner.constraints import paper_constraints
-    from minimner.data.batching import encode_sentences, make_batch
-    from minimner.data.conll import Sentence, read_conll
-    from minimner.data.labels import MAIN_TAGS
-    from minimner.models.text_crf import piece_word_mask
-    from minimner.plots.crf import plot_crf
-    from minimner.train import load_run, run_source
 
     model, tok, info = load_run(args.run)
     if args.text is not None:
@@ -65,11 +66,8 @@ def run(args) -> int:
         s = sents[args.index]
         sent = Sentence(words=s.words, image_id=s.image_id)
     [example] = encode_sentences(tok, [sent])
-    batch = make_batch([example])
-    if info["config"].get("model") == "mgcmt":                          # the cross-modal model: its image too
-        em, _ = model.emissions(**model.batch_inputs(batch, run_source(info, args.split)))  # (1, T, K)
-    else:
-        em = model.emissions(batch)                                     # (1, T, K)
+    batch = run_collator(info, args.split)([example])                  # every input the model reads
+    em = model.batch_emissions(batch)                                   # (1, T, K)
     pieces = tok.convert_ids_to_tokens(backend.asnumpy(batch.input_ids)[0].tolist())
     if args.what == "crf":
         fig = plot_crf(model.crf, em, batch.attention_mask, tag_names=list(MAIN_TAGS), tokens=pieces,

@@ -29,9 +29,11 @@ from pathlib import Path
 import numpy as np
 
 from minimner.checkpoint import load_checkpoint, save_checkpoint
-from minimner.convert import io
+from minimner import files as io
+from minimner.models.bert import BertConfig, BertModel
+from minimner.models.mgcmt import MGCMT, MGCMTConfig
 
-__all__ = ["convert_file", "save_mgcmt", "load_mgcmt", "manifest_path", "register_cli"]
+__all__ = ["convert_file", "save_mgcmt", "load_mgcmt", "manifest_path"]
 
 FLAG_DEFAULTS = OrderedDict(use_char_cnn=1, aug_before=1, aug_gate=1, ffusion_method=2, main_cat=0, alpha_seg=1,
                             seg_task=0)
@@ -72,9 +74,6 @@ def load_mgcmt(path, rng=None):
     FileNotFoundError / ValueError
         naming the file when it is missing, unreadable or not an MGCMT file.
     """
-    from minimner.models.bert import BertConfig, BertModel
-    from minimner.models.mgcmt import MGCMT, MGCMTConfig
-
     state, _, meta, extra = load_checkpoint(path, with_extra=True)
     if meta.get("model") != "mgcmt":
         raise ValueError(f"{path}: not an MGCMT file (model = {meta.get('model')!r})")
@@ -106,8 +105,6 @@ def convert_file(src, dst, bert_config=None, verbose: bool = False, **flags) -> 
         naming the file and the key for a truncated or malformed file, a missing key,
         a key outside the layout, a wrong shape or non-finite used values.
     """
-    from minimner.models.mgcmt import MGCMT
-
     src, dst = Path(src), Path(dst)
     if dst.suffix != ".npz":
         raise ValueError(f"{dst}: the output must end in .npz")
@@ -131,28 +128,3 @@ def convert_file(src, dst, bert_config=None, verbose: bool = False, **flags) -> 
                  "*_aux_w do)" if report["nonfinite_unused"] else ""))
         print(f"wrote {dst} and {manifest_path(dst)}")
     return manifest
-
-
-# ----------------------------------------------------------------------------- CLI
-def register_cli(kinds) -> None:
-    """Add ``convert mgcmt SRC DST [--config config.json] [--<flag> N …]`` to the ``convert`` command."""
-    p = kinds.add_parser(
-        "mgcmt", help="the authors' MSCMT pytorch_model.bin → minimner MGCMT .npz",
-        description="Convert the authors' fine-tuned MSCMT checkpoint (LiuPeiP-CS/IIE4MNER; read with "
-                    "torch.load(weights_only=True)) to a minimner .npz plus a JSON manifest. The original "
-                    "config.py flags are not stored in the checkpoint: give the ones it was trained with "
-                    "(defaults: the original's defaults).")
-    p.add_argument("src", metavar="SRC", help="pytorch_model.bin (or .pt/.pth/.safetensors)")
-    p.add_argument("dst", metavar="DST", help="output .npz (the manifest goes beside it)")
-    p.add_argument("--config", metavar="JSON", default=None,
-                   help="the checkpoint's BERT config.json (for the number of attention heads; default H/64)")
-    for name, default in FLAG_DEFAULTS.items():
-        p.add_argument(f"--{name.replace('_', '-')}", type=int, default=default, dest=name,
-                       help=f"original config.py flag {name} (default {default})")
-    p.set_defaults(func=_cli)
-
-
-def _cli(args) -> int:
-    flags = {name: getattr(args, name) for name in FLAG_DEFAULTS}
-    convert_file(args.src, args.dst, bert_config=args.config, verbose=True, **flags)
-    return 0

@@ -5,7 +5,7 @@ Dimension legend: none computed here; converters only rename and check.
 The name map is the identity: minimner's ResNet uses torchvision's state-dict
 names (``conv1.weight``, ``layer3.35.bn2.running_var``, ``layer4.0.downsample.0.weight``,
 …), and timm's ``resnet*`` checkpoints (e.g. ``timm/resnet152.tv_in1k``) use the
-same names. The explicit rules, applied by :class:`minimner.convert.io.KeyAccountant`:
+same names. The explicit rules, applied by :class:`minimner.files.KeyAccountant`:
 
 * strip a ``module.`` (DataParallel) or ``resnet.`` (MSCMT's ``pytorch_encoder.bin``) prefix;
 * ignore ``fc.weight`` / ``fc.bias`` (the ImageNet classifier: MSCMT uses the 7×7
@@ -33,11 +33,10 @@ from pathlib import Path
 
 import numpy as np
 
-from minimner.convert import io
+from minimner import files
 from minimner.models.resnet import ResNet, arch_depth
 
-__all__ = ["RENAME", "IGNORE", "accountant", "load_state", "map_state", "load_model", "convert_file", "manifest_path",
-           "register_cli"]
+__all__ = ["RENAME", "IGNORE", "accountant", "load_state", "map_state", "load_model", "convert_file", "manifest_path"]
 
 #: Regex renames applied in order to every source key.
 RENAME = [(r"^module\.", ""), (r"^resnet\.", "")]
@@ -48,9 +47,9 @@ IGNORE = [(r"(?:module\.|resnet\.)?fc\.(?:weight|bias)",
 _NBT = "num_batches_tracked"
 
 
-def accountant() -> io.KeyAccountant:
-    """The :class:`~minimner.convert.io.KeyAccountant` for torchvision/timm ResNet sources."""
-    return io.KeyAccountant(rename=RENAME, ignore=IGNORE)
+def accountant() -> files.KeyAccountant:
+    """The :class:`~minimner.files.KeyAccountant` for torchvision/timm ResNet sources."""
+    return files.KeyAccountant(rename=RENAME, ignore=IGNORE)
 
 
 def _model(depth) -> ResNet:
@@ -76,8 +75,8 @@ def load_state(path, arch="resnet152", model: ResNet | None = None):
     FileNotFoundError, RuntimeError (a torch file without torch), ValueError (unreadable
     or refused file), and whatever :func:`map_state` raises.
     """
-    source = io.read_weights(path)
-    source = OrderedDict((k, v) for k, v in source.items() if not k.startswith(io.META_PREFIX))
+    source = files.read_weights(path)
+    source = OrderedDict((k, v) for k, v in source.items() if not k.startswith(files.META_PREFIX))
     return map_state(source, arch, model, where=str(path))
 
 
@@ -111,7 +110,7 @@ def map_state(source, arch="resnet152", model: ResNet | None = None, where: str 
         raise ValueError(f"map_state: model is resnet{model.depth} but arch is resnet{depth}")
     source = OrderedDict(source)
     acc = accountant()
-    expected = io.expected_shapes(model)
+    expected = files.expected_shapes(model)
     counters = OrderedDict((k, s) for k, s in expected.items() if k.endswith(_NBT))
     # num_batches_tracked is optional, so it is accounted here rather than by the accountant
     given = OrderedDict()
@@ -174,9 +173,9 @@ def convert_file(src, dst, arch="resnet152", verbose: bool = False) -> dict:
     state, report = load_state(src, depth)
     extra = OrderedDict(model_type="resnet", arch=f"resnet{depth}", renamed=report["renamed"],
                         ignored=report["ignored"], defaulted=report["defaulted"])
-    manifest = io.make_manifest(src, state, extra=extra)
-    io.write_npz_atomic(dst, state)
-    io.write_manifest(manifest_path(dst), manifest)
+    manifest = files.make_manifest(src, state, extra=extra)
+    files.write_npz_atomic(dst, state)
+    files.write_manifest(manifest_path(dst), manifest)
     if verbose:
         print(f"converted resnet{depth}: {manifest['num_tensors']} tensors ({manifest['num_scalars']:,} values) "
               f"from {src}")
@@ -186,23 +185,3 @@ def convert_file(src, dst, arch="resnet152", verbose: bool = False) -> dict:
             print(f"  {len(report['defaulted'])} num_batches_tracked counters absent from the file, set to 0")
         print(f"wrote {dst} and {manifest_path(dst)}")
     return manifest
-
-
-# ----------------------------------------------------------------------------- CLI
-def register_cli(kinds) -> None:
-    """Add ``convert resnet SRC DST --arch resnet152`` to the ``convert`` command."""
-    p = kinds.add_parser(
-        "resnet", help="torchvision .pth / timm .safetensors ResNet → .npz",
-        description="Convert ResNet weights with torchvision names (a torchvision .pth, read with "
-                    "torch.load(weights_only=True), or a timm-style .safetensors) to a minimner .npz plus "
-                    "a JSON manifest. ImageNet ResNet-152: https://download.pytorch.org/models/"
-                    "resnet152-b121ed2d.pth or model.safetensors from huggingface.co/timm/resnet152.tv_in1k.")
-    p.add_argument("src", metavar="SRC", help=".pth/.pt/.bin or .safetensors file")
-    p.add_argument("dst", metavar="DST", help="output .npz (the manifest goes beside it)")
-    p.add_argument("--arch", default="resnet152", help="resnet18/34/50/101/152 (default resnet152)")
-    p.set_defaults(func=_cli)
-
-
-def _cli(args) -> int:
-    convert_file(args.src, args.dst, args.arch, verbose=True)
-    return 0

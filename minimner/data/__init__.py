@@ -5,6 +5,8 @@
 * :mod:`minimner.data.labels`: tag ids (docs/data.md §2), auxiliary span tags, IOB repair.
 * :mod:`minimner.data.batching`: word -> word-piece labels (``encode_sentence``), ``Batch``,
   ``iterate_batches`` (dynamic padding, seeded shuffling).
+* :mod:`minimner.data.inputs`: the ``Collator``, which builds every model input of a batch
+  (augmentation vectors, char ids, image regions and their mask, object ids), on the device once.
 """
 from minimner.data.batching import (Batch, Example, encode_sentence, encode_sentences,  # noqa: F401
                                     iterate_batches, make_batch)

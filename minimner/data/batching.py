@@ -189,6 +189,17 @@ class Batch:
     indices : list of int (host)
         Each example's ``index`` (its position in the data set).
     sentences : list of Sentence (host)
+    aug : (B, T, E) float32 or None
+        The semantic-augmentation input (:func:`augment_input`); set by
+        :class:`minimner.data.inputs.Collator` when the run has an augmentation table.
+    char_ids : (B, T, Lw) int64 or None
+        Character ids per first piece (:func:`minimner.data.chars.char_ids`; char-CNN runs).
+    regions : (B, R, C_img) float32 or None
+        The image grid as regions (r = w·row + col); None when no tweet of the batch has a picture.
+    region_mask : (B, R) bool or None
+        False for every region of a missing picture (None with ``regions``).
+    objects : (B, O) int64 or None
+        Detected object ids (0 = empty slot); None: no object table.
     """
 
     input_ids: object
@@ -200,6 +211,11 @@ class Batch:
     lengths: object
     indices: list
     sentences: list
+    aug: object = None
+    char_ids: object = None
+    regions: object = None
+    region_mask: object = None
+    objects: object = None
 
     def __len__(self) -> int:
         return len(self.indices)

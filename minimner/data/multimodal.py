@@ -10,8 +10,8 @@ Two sources, both optional (a run without them has every image marked missing):
   (the vision code's JSON or the original's torch dict), turned into the 5-slot id vector.
 
 :class:`MultimodalSource` binds them to one split and builds, for a
-:class:`~minimner.data.batching.Batch`, the model's ``image`` (B, C_img, h, w),
-``region_mask`` (B, R) and ``objects`` (B, O). Training binds each split to its own
+:class:`~minimner.data.batching.Batch`, the model's ``regions`` (B, R, C_img) — the grid exactly
+as stored, no transpose —, ``region_mask`` (B, R) and ``objects`` (B, O). Training binds each split to its own
 sub-folder; ``split=None`` (prediction and evaluation of any tweets) looks each image id up in
 every sub-folder instead (the eval-transform splits first, ``train`` last), so a tweet gets its
 picture whichever split it comes from. :class:`ImageGrids` holds grids computed in memory
@@ -36,6 +36,7 @@ from typing import Mapping
 import numpy as np
 
 from minimner import backend
+from minimner.vision.objects import image_key, lookup_batch
 
 __all__ = ["ImageFeatures", "ImageGrids", "MultimodalSource", "feature_channels"]
 
@@ -253,8 +254,6 @@ class MultimodalSource:
         folder / object table (not asked for). A tweet "has objects" when its image
         has an entry in the table, even an empty one (the detector found nothing).
         """
-        from minimner.vision.objects import image_key
-
         ids = [s.image_id for s in sentences]
         if self.remap is not None:
             ids = [None if i is None else self.remap.get(i, i) for i in ids]
@@ -273,24 +272,20 @@ class MultimodalSource:
         return ids
 
     def inputs(self, batch, dtype=np.float32) -> dict:
-        """``{"image": (B, C_img, h, w) or None, "region_mask": (B, R) bool or None, "objects": (B, O) or None}``.
+        """``{"regions": (B, R, C_img) or None, "region_mask": (B, R) bool or None, "objects": (B, O) or None}``.
 
-        Arrays live on the backend of ``batch.input_ids`` (one transfer each). ``image`` is
-        None when no tweet of the batch has features (the model then builds the missing-image
-        input itself; the result is the same as an all-masked grid).
+        Arrays live on the backend of ``batch.input_ids`` (one transfer each). ``regions`` is
+        None when no tweet of the batch has features (the model then uses the missing-image
+        input, the same as an all-masked grid).
         """
-        from minimner.vision.objects import lookup_batch
-
         where = backend.device_of(batch.input_ids)
         ids = self.image_ids(batch)
-        out = {"image": None, "region_mask": None, "objects": None}
+        out = {"regions": None, "region_mask": None, "objects": None}
         if self.features is not None:
             grid, present = self.features.lookup(self.split, ids, search=self.search)  # (B, R, C_img), (B,)
             if present.any():
-                B, R, Ci = grid.shape
-                h, w = self.features.grid
-                image = np.ascontiguousarray(grid.transpose(0, 2, 1)).reshape(B, Ci, h, w)  # (B, C_img, h, w)
-                out["image"] = backend.asarray(image.astype(dtype, copy=False), backend=where)
+                R = grid.shape[1]
+                out["regions"] = backend.asarray(grid.astype(dtype, copy=False), backend=where)   # (B, R, C_img)
                 rmask = np.repeat(present[:, None], R, axis=1)                 # (B, R): all regions of a present image
                 out["region_mask"] = backend.asarray(rmask, backend=where)
         if self.objects is not None:

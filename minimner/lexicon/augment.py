@@ -45,8 +45,12 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from minimner.data.conll import read_conll
+from minimner.files import array_to_text, text_to_array, write_npz_atomic
+from minimner.lexicon.glove import ensure_default_lexicon
 from minimner.lexicon.io import Lexicon, default_lexicon_path, load_lexicon, minimner_home
 from minimner.lexicon.neighbours import CASE_POLICIES, find_neighbours, resolve_words
+from minimner.nn.augment import AUG_MODES
 
 __all__ = ["AugmentConfig", "AugmentationTable", "OOV_POLICIES", "TABLE_FORMAT_VERSION", "collect_vocabulary",
            "vocabulary_hash", "oov_vector", "build_table", "table_cache_key", "load_or_build_table",
@@ -77,21 +81,6 @@ class AugmentConfig:
 
 
 # ----------------------------------------------------------------------------- vocabulary
-def _read_tokens_fallback(path: Path) -> list[str]:
-    """Tokens of a CoNLL-with-IMGID file: first tab field of every non-blank, non-IMGID line."""
-    tokens = []
-    with open(path, encoding="utf-8-sig", newline="") as f:
-        for lineno, line in enumerate(f, 1):
-            line = line.rstrip("\r\n")
-            if not line.strip(" \t") or line.startswith("IMGID:"):
-                continue
-            tok = line.split("\t", 1)[0]
-            if not tok:
-                raise ValueError(f"{path}:{lineno}: empty token (the line starts with a tab)")
-            tokens.append(tok)
-    return tokens
-
-
 def collect_vocabulary(paths: Iterable) -> list[str]:
     """The sorted set of word tokens in CoNLL files.
 
@@ -108,20 +97,13 @@ def collect_vocabulary(paths: Iterable) -> list[str]:
     ------
     FileNotFoundError, ValueError (``file:line: problem`` for malformed files)
     """
-    try:
-        from minimner.data.conll import read_conll
-    except ImportError:  # the data package is optional for this module
-        read_conll = None
     vocab: set[str] = set()
     for p in paths:
         p = Path(p)
         if not p.is_file():
             raise FileNotFoundError(f"{p}: no such file")
-        if read_conll is not None:
-            for sent in read_conll(p):
-                vocab.update(sent.words)
-        else:
-            vocab.update(_read_tokens_fallback(p))
+        for sent in read_conll(p):
+            vocab.update(sent.words)
     return sorted(vocab)
 
 
@@ -144,8 +126,6 @@ def oov_vector(word: str, dim: int, seed: int = 0) -> np.ndarray:
 
 # ----------------------------------------------------------------------------- the table
 def _string(a: np.ndarray) -> str:
-    from minimner.convert.io import array_to_text
-
     return array_to_text(a)
 
 
@@ -254,8 +234,6 @@ class AugmentationTable:
     # -------------------------------------------------------------- persistence
     def save(self, path) -> Path:
         """Write the table to ``path`` (``.npz``) atomically; every array plain (no pickle)."""
-        from minimner.convert.io import text_to_array, write_npz_atomic
-
         flat = [n for row in self.neighbour_words for n in (row + [""] * (self.k - len(row)))]
         return write_npz_atomic(path, {
             "words": text_to_array("\n".join(self.words)),
@@ -426,10 +404,8 @@ def load_or_build_table(words: Sequence[str], lexicon: Lexicon, k: int = 4, case
 # ----------------------------------------------------------------------------- CLI helpers
 def open_lexicon(path=None, progress: bool = True, verbose: bool = True) -> Lexicon:
     """Load ``path``, or the offline default (converting it on first use; see
-    :func:`minimner.convert.glove.ensure_default_lexicon`)."""
+    :func:`minimner.lexicon.glove.ensure_default_lexicon`)."""
     if path is None:
-        from minimner.convert.glove import ensure_default_lexicon
-
         path = ensure_default_lexicon(verbose=verbose)
     return load_lexicon(path, progress=progress)
 
@@ -444,8 +420,6 @@ def add_augment_arguments(parser: argparse.ArgumentParser, default_mode: str = "
     paper's ``add``; ``train`` uses ``none`` so the plain BERT-CRF stays the default);
     ``default_help`` replaces its wording in the help (``train``: it depends on ``--model``).
     """
-    from minimner.nn.augment import AUG_MODES
-
     if default_mode not in AUG_MODES:
         raise ValueError(f"unknown augmentation mode {default_mode!r}; expected one of {', '.join(AUG_MODES)}")
     g = parser.add_argument_group("semantic augmentation (docs/augmentation.md)")

@@ -42,6 +42,8 @@ from typing import Sequence
 
 import numpy as np
 
+from minimner.files import require_file, text_to_array, write_npz_atomic
+
 __all__ = ["Lexicon", "LexiconFormatError", "load_lexicon", "minimner_home", "default_lexicon_path",
            "DEFAULT_LEXICON_NAME", "read_glove_text", "read_word2vec_text",
            "read_word2vec_binary", "load_npz", "save_npz", "detect_format", "FORMATS",
@@ -168,12 +170,7 @@ def _open_binary(path: Path):
 
 
 def _require_file(path) -> Path:
-    p = Path(path)
-    if not p.exists():
-        raise FileNotFoundError(f"lexicon file not found: {p}")
-    if not p.is_file():
-        raise FileNotFoundError(f"expected a lexicon file but {p} is not a regular file")
-    return p
+    return require_file(path, "lexicon file")
 
 
 def _progress(path: Path, total, unit: str, progress: bool):
@@ -221,23 +218,6 @@ def _read_text(path, header: bool, dim: int | None, limit: int | None, progress:
     n_header = None
     E = None                                # vector size, from the header or the first row
     E_from = ""                             # where E came from, for the ragged-row message
-
-    def flush():
-        nonlocal pending
-        if not pending:
-            return
-        try:
-            blocks.append(np.array(pending, dtype=np.float32))       # (n, E) str -> float32
-        except ValueError:
-            for off, row in enumerate(pending):  # find the offending line for the message
-                for tok in row:
-                    try:
-                        float(tok)
-                    except ValueError:
-                        raise LexiconFormatError(p, pending_start + off, f"value {tok!r} is not a number") from None
-            raise
-        pending = []
-
     total = p.stat().st_size if p.suffix != ".gz" else None
     with _open_binary(p) as f, _progress(p, total, "B", progress) as bar:
         seen_bytes = 0
@@ -246,35 +226,16 @@ def _read_text(path, header: bool, dim: int | None, limit: int | None, progress:
             if lineno % 4096 == 0:
                 bar.update(seen_bytes)
                 seen_bytes = 0
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                raise LexiconFormatError(p, lineno, f"not valid UTF-8 ({e.reason} at byte {e.start})") from None
-            line = line.rstrip("\r\n ")
+            line = _decode_line(p, lineno, raw)
             if header and lineno == 1:
-                parts = line.split()
-                if len(parts) != 2 or not all(t.isdigit() for t in parts):
-                    raise LexiconFormatError(p, 1, f"expected a word2vec header 'COUNT DIM', got {line[:60]!r}")
-                n_header, E = int(parts[0]), int(parts[1])
-                _check_dim(p, 1, E, dim, "dim= asks for")
+                n_header, E = _read_header(p, line, dim)
                 E_from = "as the header says"
                 continue
-            if not line:
-                raise LexiconFormatError(p, lineno, "empty line")
-            parts = line.split(" ")
             if E is None:  # GloVe: the first row fixes the dimension
-                E = len(parts) - 1
-                if E < 1:
-                    raise LexiconFormatError(p, lineno, "a row needs a word and at least one value")
-                _check_dim(p, lineno, E, dim, "dim= asks for")
+                E = _first_row_dim(p, lineno, line, dim)
                 E_from = f"as on line {lineno}"
-            if len(parts) != E + 1:
-                raise LexiconFormatError(
-                    p, lineno, f"ragged row: {len(parts)} space-separated fields, expected {E + 1} "
-                               f"(a word and {E} values, {E_from}; a word may not contain a space)")
+            parts = _split_row(p, lineno, line, E, E_from)
             word = parts[0]
-            if not word:
-                raise LexiconFormatError(p, lineno, "empty word (the line starts with a space)")
             prev = first_line.setdefault(word, lineno)
             if prev != lineno:
                 raise LexiconFormatError(p, lineno, f"duplicate word {word!r} (first on line {prev})")
@@ -283,11 +244,77 @@ def _read_text(path, header: bool, dim: int | None, limit: int | None, progress:
             words.append(word)
             pending.append(parts[1:])
             if len(pending) == _ROWS_PER_BLOCK:
-                flush()
+                blocks.append(_rows_to_block(p, pending_start, pending))
+                pending = []
             if limit is not None and len(words) >= limit:
                 break
         bar.update(seen_bytes)
-    flush()
+    if pending:
+        blocks.append(_rows_to_block(p, pending_start, pending))
+    return _text_lexicon(p, words, blocks, first_line, n_header, limit)
+
+
+def _decode_line(p: Path, lineno: int, raw: bytes) -> str:
+    """One line as text without its line end; invalid UTF-8 names the line."""
+    try:
+        line = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise LexiconFormatError(p, lineno, f"not valid UTF-8 ({e.reason} at byte {e.start})") from None
+    return line.rstrip("\r\n ")
+
+
+def _read_header(p: Path, line: str, dim: int | None) -> tuple[int, int]:
+    """(word count, E) of a word2vec text header ``COUNT DIM``."""
+    parts = line.split()
+    if len(parts) != 2 or not all(t.isdigit() for t in parts):
+        raise LexiconFormatError(p, 1, f"expected a word2vec header 'COUNT DIM', got {line[:60]!r}")
+    n_header, E = int(parts[0]), int(parts[1])
+    _check_dim(p, 1, E, dim, "dim= asks for")
+    return n_header, E
+
+
+def _first_row_dim(p: Path, lineno: int, line: str, dim: int | None) -> int:
+    """E of a GloVe file, read off its first row (a word and E values)."""
+    if not line:
+        raise LexiconFormatError(p, lineno, "empty line")
+    E = len(line.split(" ")) - 1
+    if E < 1:
+        raise LexiconFormatError(p, lineno, "a row needs a word and at least one value")
+    _check_dim(p, lineno, E, dim, "dim= asks for")
+    return E
+
+
+def _split_row(p: Path, lineno: int, line: str, E: int, E_from: str) -> list[str]:
+    """``[word, v_1 … v_E]`` of one row; an empty line, a ragged row or an empty word names the line."""
+    if not line:
+        raise LexiconFormatError(p, lineno, "empty line")
+    parts = line.split(" ")
+    if len(parts) != E + 1:
+        raise LexiconFormatError(
+            p, lineno, f"ragged row: {len(parts)} space-separated fields, expected {E + 1} "
+                       f"(a word and {E} values, {E_from}; a word may not contain a space)")
+    if not parts[0]:
+        raise LexiconFormatError(p, lineno, "empty word (the line starts with a space)")
+    return parts
+
+
+def _rows_to_block(p: Path, start: int, rows: list[list[str]]) -> np.ndarray:
+    """(n, E) float32 of rows' value fields (row 0 is line ``start``); a non-number names its line."""
+    try:
+        return np.array(rows, dtype=np.float32)                   # (n, E) str -> float32
+    except ValueError:
+        for off, row in enumerate(rows):  # find the offending line for the message
+            for tok in row:
+                try:
+                    float(tok)
+                except ValueError:
+                    raise LexiconFormatError(p, start + off, f"value {tok!r} is not a number") from None
+        raise
+
+
+def _text_lexicon(p: Path, words: list[str], blocks: list[np.ndarray], first_line: dict[str, int],
+                  n_header: int | None, limit: int | None) -> Lexicon:
+    """The :class:`Lexicon` of a text file's rows, after the whole-file checks (count, finiteness)."""
     if not words:
         raise LexiconFormatError(p, None, "no word vectors found (empty file?)")
     if n_header is not None and limit is None and len(words) != n_header:
@@ -404,8 +431,6 @@ def save_npz(path, lexicon: Lexicon) -> Path:
     ``vectors`` (V, E) float32, ``format_version`` int64 scalar, ``source`` uint8
     (UTF-8 text). No object arrays, so :func:`load_npz` never unpickles.
     """
-    from minimner.convert.io import text_to_array, write_npz_atomic
-
     return write_npz_atomic(path, {
         "words": text_to_array("\n".join(lexicon.words)),
         "vectors": lexicon.vectors,

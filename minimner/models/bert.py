@@ -49,14 +49,36 @@ from typing import Mapping
 import numpy as np
 
 from minimner import backend
-from minimner.convert import bert_source
-from minimner.convert.io import expected_shapes
+from minimner.files import expected_shapes
+from minimner.models import bert_source
+from minimner.nn.attention import BertEncoder
+from minimner.nn.augment import EmbeddingAugment
+from minimner.nn import init
 from minimner.nn.charcnn import CharCNN
 from minimner.nn.layers import Dropout, Embedding, LayerNorm, Linear, Tanh
 from minimner.nn.module import Module
 
 __all__ = ["BertConfig", "BertEmbeddings", "BertPooler", "BertModel"]
 
+
+
+def bert_init_(modules, rng, std: float = 0.02) -> None:
+    """BERT's ``init_bert_weights`` on every module under ``modules`` (in place, ``named_modules`` order).
+
+    Linear / Embedding weights N(0, std²) (:func:`minimner.nn.init.normal`), Linear biases 0, an
+    Embedding's padding row 0, LayerNorm weight 1 and bias 0.
+    """
+    for m in (m for part in modules for _, m in part.named_modules()):
+        if isinstance(m, (Linear, Embedding)):
+            w = m.weight.data
+            w[...] = init.normal(rng, w.shape, std, dtype=w.dtype)
+            if isinstance(m, Linear) and m.bias is not None:
+                m.bias.data[...] = 0
+            if isinstance(m, Embedding) and m.padding_idx is not None:
+                w[m.padding_idx] = 0
+        elif isinstance(m, LayerNorm):
+            m.weight.data[...] = 1
+            m.bias.data[...] = 0
 
 @dataclass
 class BertConfig:
@@ -186,8 +208,6 @@ class BertEmbeddings(Module):
         ValueError
             when the hook is already attached or ``aug_dim`` is not a positive int.
         """
-        from minimner.nn.augment import EmbeddingAugment
-
         if self.aug_linear is not None:
             raise ValueError("these BERT embeddings already hold aug_linear")
         if isinstance(aug_dim, bool) or not isinstance(aug_dim, (int, np.integer)) or aug_dim < 1:
@@ -232,7 +252,7 @@ class BertEmbeddings(Module):
         cnn = CharCNN(int(char_vocab_size), C, char_dim=int(char_dim), max_wordlen=int(max_wordlen),
                       initializer_range=std, rng=g)
         lin = Linear(2 * C, C, rng=g)                              # weight (C, 2C), bias (C,)
-        lin.weight.data = (g.standard_normal((C, 2 * C)) * std).astype(backend.DEFAULT_FLOAT)  # N(0, σ)
+        lin.weight.data = init.normal(g, (C, 2 * C), std)           # (C, 2C) ~ N(0, σ)
         lin.bias.data[...] = 0
         ref = self.LayerNorm.weight.data                           # the embeddings' device and dtype (float64
         self.char_cnn_model = cnn.to(backend.device_of(ref), dtype=ref.dtype)  # after .double() in gradchecks)
@@ -349,8 +369,6 @@ class BertModel(Module):
 
     def __init__(self, config: BertConfig, add_pooling_layer: bool = True, rng=None, init: bool = True):
         super().__init__()
-        from minimner.nn.attention import BertEncoder  # noqa: WPS433 (sibling engineer's module)
-
         if rng is None:
             rng = backend.rng()
         self.config = config
@@ -374,19 +392,8 @@ class BertModel(Module):
         The encoder's layers already initialise themselves this way (``initializer_range``);
         this sets the embeddings and the pooler.
         """
-        std = self.config.initializer_range
         parts = [self.embeddings] + ([self.pooler] if self.pooler is not None else [])
-        for m in (m for part in parts for _, m in part.named_modules()):
-            if isinstance(m, (Linear, Embedding)):
-                w = m.weight.data
-                w[...] = (rng.standard_normal(w.shape) * std).astype(w.dtype)
-                if isinstance(m, Linear) and m.bias is not None:
-                    m.bias.data[...] = 0
-                if isinstance(m, Embedding) and m.padding_idx is not None:
-                    w[m.padding_idx] = 0
-            elif isinstance(m, LayerNorm):
-                m.weight.data[...] = 1
-                m.bias.data[...] = 0
+        bert_init_(parts, rng, self.config.initializer_range)
 
     # ------------------------------------------------------------------ loading
     @classmethod

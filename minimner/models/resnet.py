@@ -30,7 +30,7 @@ Two forward paths share the same modules:
   encoder is frozen in MSCMT, but the backward is here for teaching and checks);
 * :meth:`ResNet.features` is inference: no caches, and after :meth:`ResNet.fold_bn`
   every eval-mode BN is merged into its convolution (one GEMM + bias per conv),
-  with activations kept in the GEMM's own (C, B, H, W) layout between the first
+  with activations kept in the GEMM's own (C, B, Hi, Wi) layout between the first
   and the last convolution.
 """
 from __future__ import annotations
@@ -38,6 +38,7 @@ from __future__ import annotations
 import numpy as np
 
 from minimner import backend
+from minimner.nn import init
 from minimner.nn.conv import BatchNorm2d, Conv2d, MaxPool2d
 from minimner.nn.module import Module, ModuleList
 from minimner.ops.activations import relu_backward, relu_forward
@@ -115,9 +116,7 @@ def _conv(c, o, k, s, p, rng):
     """A bias-free ResNet convolution, Kaiming-normal (fan-out) init as torchvision; zeros when rng is None."""
     conv = Conv2d(c, o, k, s, p, bias=False, init=False)
     if rng is not None:
-        w = rng.standard_normal((o, c, k, k), dtype=backend.DEFAULT_FLOAT)  # (O, C, k, k)
-        w *= backend.DEFAULT_FLOAT(np.sqrt(2.0 / (o * k * k)))             # std = √(2 / fan_out)
-        conv.weight.data = w
+        conv.weight.data = init.kaiming_normal_fan_out(rng, (o, c, k, k))  # (O, C, k, k), std = √(2 / fan_out)
     return conv
 
 
@@ -128,7 +127,7 @@ def _downsample(inplanes, outplanes, stride, rng):
 
 
 class BasicBlock(_Block):
-    """Two 3×3 convolutions with a residual connection (ResNet-18/34). x (B, C, H, W) -> (B, P, H/s, W/s).
+    """Two 3×3 convolutions with a residual connection (ResNet-18/34). x (B, C, Hi, Wi) -> (B, P, Hi/s, Wi/s).
 
     ``rng``: Generator for the Kaiming init of the convolutions (None leaves them zero).
     """
@@ -145,9 +144,9 @@ class BasicBlock(_Block):
         self.downsample = _downsample(inplanes, planes, stride, rng)
 
     def forward(self, x, keep_cache=True, folded=False):
-        identity = self._shortcut(x, keep_cache, folded)                    # (B, P, H/s, W/s)
+        identity = self._shortcut(x, keep_cache, folded)                    # (B, P, Hi/s, Wi/s)
         out, m1 = _relu(_conv_bn(self.conv1, self.bn1, x, keep_cache, folded), keep_cache)
-        out = _conv_bn(self.conv2, self.bn2, out, keep_cache, folded)       # (B, P, H/s, W/s)
+        out = _conv_bn(self.conv2, self.bn2, out, keep_cache, folded)       # (B, P, Hi/s, Wi/s)
         out, m2 = _relu(_add(out, identity, keep_cache), keep_cache)
         if keep_cache:
             self._save_cache((m1, m2))                                      # the two ReLU masks
@@ -181,10 +180,10 @@ class Bottleneck(_Block):
         self.downsample = _downsample(inplanes, planes * 4, stride, rng)
 
     def forward(self, x, keep_cache=True, folded=False):
-        identity = self._shortcut(x, keep_cache, folded)                    # (B, 4P, H/s, W/s)
-        out, m1 = _relu(_conv_bn(self.conv1, self.bn1, x, keep_cache, folded), keep_cache)    # (B, P, H, W)
-        out, m2 = _relu(_conv_bn(self.conv2, self.bn2, out, keep_cache, folded), keep_cache)  # (B, P, H/s, W/s)
-        out = _conv_bn(self.conv3, self.bn3, out, keep_cache, folded)       # (B, 4P, H/s, W/s)
+        identity = self._shortcut(x, keep_cache, folded)                    # (B, 4P, Hi/s, Wi/s)
+        out, m1 = _relu(_conv_bn(self.conv1, self.bn1, x, keep_cache, folded), keep_cache)    # (B, P, Hi, Wi)
+        out, m2 = _relu(_conv_bn(self.conv2, self.bn2, out, keep_cache, folded), keep_cache)  # (B, P, Hi/s, Wi/s)
+        out = _conv_bn(self.conv3, self.bn3, out, keep_cache, folded)       # (B, 4P, Hi/s, Wi/s)
         out, m3 = _relu(_add(out, identity, keep_cache), keep_cache)
         if keep_cache:
             self._save_cache((m1, m2, m3))                                  # the three ReLU masks
@@ -253,7 +252,7 @@ class ResNet(Module):
         """images (B, 3, Hi, Wi) -> feature map (B, C, Hi/32, Wi/32); keeps caches for :meth:`backward`.
 
         ``folded=True`` (inference only, after :meth:`fold_bn`) runs the BN-folded
-        convolutions with activations in the GEMM-native (C, B, H, W) layout: one
+        convolutions with activations in the GEMM-native (C, B, Hi, Wi) layout: one
         axis swap here at the start and one at the end instead of two per convolution.
         """
         self._check_images(images)

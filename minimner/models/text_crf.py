@@ -16,10 +16,16 @@ Augmentation (``aug_mode``, docs/augmentation.md §3; see :mod:`minimner.nn.augm
   embedding sum before LayerNorm; no post-BERT fusion.
 
 ``a`` (B, T, E) is the per-position augmentation input (docs/augmentation.md §2): the table row
-of each word at its first piece, zeros elsewhere. The tagger builds it from its
-``aug_table`` (:func:`minimner.data.batching.augment_input`) unless the caller
-passes it explicitly (gradient checks do). The table is a constant: the model
-computes ``dL/da`` (backward returns it) but nothing updates it.
+of each word at its first piece, zeros elsewhere. It arrives in the batch (``batch.aug``), built
+by :class:`minimner.data.inputs.Collator` from the run's augmentation table; the tagger holds no
+table. The input is a constant: the model computes ``dL/da`` (backward returns it) but nothing
+updates it.
+
+**The tagger interface** (shared with :class:`minimner.models.mgcmt.MGCMT`): ``batch_emissions(batch)``
+(B, T, K), ``batch_loss(batch)`` (the scalar loss; keeps what backward needs), ``backward()``,
+``predict_words(batch)`` (word tags) and ``explain(batch)`` (tags, emissions, and — for the
+cross-modal model — attention and gates). Training, evaluation, prediction and explanation call
+nothing else.
 
 Labels follow the paper's convention (docs/data.md §2–3): the first word piece of a
 word carries its tag, later pieces ``X``, plus ``[CLS]``/``[SEP]``. Decoding is a
@@ -34,12 +40,11 @@ from __future__ import annotations
 from minimner import backend
 from minimner.constraints import paper_constraints
 from minimner.data.labels import MAIN_TAGS, NUM_TAGS
-from minimner.data.batching import augment_input
 from minimner.models.bert import BertModel
 from minimner.nn.augment import AUG_MODES, make_augment_fusion
 from minimner.nn.crf import CRF
 from minimner.nn.layers import Dropout, Linear
-from minimner.nn.module import Module
+from minimner.nn.module import Module, no_grad
 
 
 def piece_word_mask(batch):
@@ -51,6 +56,13 @@ def piece_word_mask(batch):
     cols = xp.where(batch.word_mask, batch.first_piece, T)          # (B, W) piece position or the spare column
     out[rows, cols] = True                                          # scatter (B, W) -> (B, T+1)
     return out[:, :T]                                               # (B, T)
+
+
+def word_tags(batch, paths) -> list[list[str]]:
+    """The tag names at each word's first piece of Viterbi piece paths (one list per sentence)."""
+    first = backend.asnumpy(batch.first_piece)                      # (B, W) host: API edge
+    words = backend.asnumpy(batch.word_mask)                        # (B, W)
+    return [[MAIN_TAGS[path[j]] for j in first[b][words[b]]] for b, path in enumerate(paths)]
 
 
 class TextCRFTagger(Module):
@@ -67,8 +79,6 @@ class TextCRFTagger(Module):
         and CRF in every mode.
     aug_mode : one of :data:`minimner.nn.augment.AUG_MODES`; ``none`` (default) adds nothing
     aug_dim : E, the augmentation vector size; required unless ``aug_mode`` is ``none``
-    aug_table : AugmentationTable or None, where :meth:`emissions` gets ``a`` when it is
-        not passed (may be set later through the attribute of the same name)
 
     Raises
     ------
@@ -77,7 +87,7 @@ class TextCRFTagger(Module):
     """
 
     def __init__(self, bert: BertModel, num_tags: int = NUM_TAGS, dropout: float = 0.1, rng=None,
-                 aug_mode: str = "none", aug_dim: int | None = None, aug_table=None):
+                 aug_mode: str = "none", aug_dim: int | None = None):
         super().__init__()
         if aug_mode not in AUG_MODES:
             raise ValueError(f"unknown augmentation mode {aug_mode!r}; expected one of {', '.join(AUG_MODES)}")
@@ -96,58 +106,47 @@ class TextCRFTagger(Module):
             self.augment = make_augment_fusion(aug_mode, self.aug_dim, bert.config.hidden_size, rng)
         elif aug_mode == "embed":
             bert.embeddings.attach_augment(self.aug_dim, rng)
-        self.aug_table = aug_table                                       # host table, not a parameter
 
-    def augment_input(self, batch):
-        """``a`` (B, T, E) float32 for a batch from ``aug_table`` (None in mode ``none``).
+    def _aug(self, batch):
+        """``batch.aug`` (B, T, E) in the parameters' dtype, checked (None in mode ``none``).
 
         Raises
         ------
         ValueError
-            when the model uses augmentation but has no table, or the table's E differs.
+            when the model uses augmentation but the batch has none, or its E differs.
         """
         if self.aug_mode == "none":
             return None
-        if self.aug_table is None:
-            raise ValueError(f"this tagger fuses augmentation vectors (mode {self.aug_mode!r}) but has no aug_table; "
-                             "set model.aug_table or pass aug= explicitly")
-        if self.aug_table.dim != self.aug_dim:
-            raise ValueError(f"the augmentation table has vectors of size {self.aug_table.dim}, the model expects "
+        a = batch.aug
+        if a is None:
+            raise ValueError(f"this tagger fuses augmentation vectors (mode {self.aug_mode!r}) but its batch has no "
+                             "aug (the Collator has no aug_table)")
+        if a.shape[-1] != self.aug_dim:
+            raise ValueError(f"the batch's augmentation vectors have size {a.shape[-1]}, the model expects "
                              f"{self.aug_dim}")
-        return augment_input(batch, self.aug_table)                     # (B, T, E)
+        dtype = self.classifier.weight.data.dtype
+        return a if a.dtype == dtype else a.astype(dtype)               # (B, T, E)
 
-    def emissions(self, batch, aug=None):
-        """Emission scores (B, T, K) for a :class:`~minimner.data.batching.Batch`.
-
-        ``aug`` (B, T, E), in the parameters' dtype, overrides the table lookup
-        (ignored in mode ``none``).
-        """
-        if self.aug_mode == "none":
-            h = self.bert.forward(batch.input_ids, batch.attention_mask)   # (B, T, C)
-        else:
-            a = self.augment_input(batch) if aug is None else aug          # (B, T, E)
-            embed_aug = a if self.aug_mode == "embed" else None
-            h = self.bert.forward(batch.input_ids, batch.attention_mask, aug=embed_aug)  # (B, T, C)
-            if self.augment is not None:
-                h = self.augment.forward(h, a)                              # (B, T, C) + (B, T, E) -> (B, T, C)
+    def batch_emissions(self, batch):
+        """Emission scores (B, T, K) of a batch (with ``batch.aug`` unless the mode is ``none``)."""
+        a = self._aug(batch)                                                # (B, T, E) or None
+        embed_aug = a if self.aug_mode == "embed" else None
+        h = self.bert.forward(batch.input_ids, batch.attention_mask, aug=embed_aug)  # (B, T, C)
+        if self.augment is not None:
+            h = self.augment.forward(h, a)                                  # (B, T, C) + (B, T, E) -> (B, T, C)
         h = self.dropout.forward(h)                                         # (B, T, C)
         return self.classifier.forward(h)                                   # (B, T, C) @ (C, K) -> (B, T, K)
 
-    def forward(self, batch, aug=None, source=None):
-        """Mean negative log-likelihood of the gold piece labels (a 0-d array in the parameters' dtype).
-
-        ``source`` (image/object inputs) is accepted so training code treats every tagger alike;
-        the text-only tagger reads no image, so it must be None.
-        """
-        if source is not None:
-            raise ValueError("the text-only tagger takes no image/object source (train --model mgcmt for that)")
+    def batch_loss(self, batch):
+        """Mean negative log-likelihood of the gold piece labels (a 0-d array in the parameters' dtype)."""
         if batch.labels is None:
-            raise ValueError("TextCRFTagger.forward needs a labelled batch (use decode for unlabelled text)")
-        em = self.emissions(batch, aug)                                     # (B, T, K)
+            raise ValueError("TextCRFTagger.batch_loss needs a labelled batch (use predict_words for unlabelled "
+                             "text)")
+        em = self.batch_emissions(batch)                                    # (B, T, K)
         return self.crf.forward(em, batch.labels, batch.attention_mask)
 
     def backward(self):
-        """Back-propagate the loss of the last forward into every parameter's ``.grad``.
+        """Back-propagate the loss of the last :meth:`batch_loss` into every parameter's ``.grad``.
 
         Returns
         -------
@@ -163,27 +162,24 @@ class TextCRFTagger(Module):
         daug_embed = self.bert.backward(dh)                                 # (B, T, E) in mode embed, else None
         return daug_embed if self.aug_mode == "embed" else daug
 
-    def predict_words(self, batch, constrained: bool = True, source=None) -> list[list[str]]:
-        """:meth:`decode` under the interface shared with :class:`minimner.models.mgcmt.MGCMT`."""
-        if source is not None:
-            raise ValueError("the text-only tagger takes no image/object source (train --model mgcmt for that)")
-        return self.decode(batch, constrained=constrained)
-
-    def decode(self, batch, constrained: bool = True, aug=None) -> list[list[str]]:
+    def predict_words(self, batch, constrained: bool = True) -> list[list[str]]:
         """Predicted word-level tags (one list per sentence, one tag per word).
 
         With ``constrained`` (default) the Viterbi search is restricted by
         :func:`minimner.constraints.paper_constraints`, so word positions only take
         O/B-*/I-*. Without it, an ``X``/``[CLS]``/``[SEP]``/pad predicted on a word
-        is returned as is (the scorer counts and reports those). ``aug`` as in
-        :meth:`emissions`.
+        is returned as is (the scorer counts and reports those).
         """
-        from minimner.nn.module import no_grad
+        return self.explain(batch, constrained)["tags"]
 
+    def explain(self, batch, constrained: bool = True) -> dict:
+        """``{"tags", "emissions" (B, T, K), "attention": {}, "gates": {}}`` of one cache-free forward.
+
+        The text-only tagger has no cross-modal attention or gates; the keys are there so that
+        both taggers answer alike.
+        """
         with no_grad():                                                 # no backward after decoding: no caches
-            em = self.emissions(batch, aug)                             # (B, T, K)
+            em = self.batch_emissions(batch)                            # (B, T, K)
         allowed = paper_constraints(piece_word_mask(batch)) if constrained else None
         paths = self.crf.decode(em, batch.attention_mask, allowed=allowed)
-        first = backend.asnumpy(batch.first_piece)                      # (B, W) host: API edge
-        words = backend.asnumpy(batch.word_mask)                        # (B, W)
-        return [[MAIN_TAGS[path[j]] for j in first[b][words[b]]] for b, path in enumerate(paths)]
+        return {"tags": word_tags(batch, paths), "emissions": em, "attention": {}, "gates": {}}

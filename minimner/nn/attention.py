@@ -35,6 +35,7 @@ D head size (C = H·D).
 from __future__ import annotations
 
 from minimner import backend
+from minimner.nn import init
 from minimner.nn.layers import GELU, Dropout, LayerNorm, Linear
 from minimner.nn.module import Module, ModuleList
 from minimner.ops.attention import attention_backward, attention_forward
@@ -48,9 +49,8 @@ def _linear(n_in, n_out, rng, initializer_range):
     """A Linear with BERT's N(0, σ) / zero-bias init, or PyTorch's default when σ is None."""
     lin = Linear(n_in, n_out, rng=rng)
     if initializer_range is not None:
-        w = rng.standard_normal(lin.weight.data.shape) * initializer_range       # (Out, In)
-        lin.weight.data = w.astype(backend.DEFAULT_FLOAT)
-        lin.weight.grad = backend.get_xp(w).zeros_like(lin.weight.data)
+        lin.weight.data = init.normal(rng, lin.weight.data.shape, initializer_range)   # (Out, In)
+        lin.weight.grad = init.zeros(lin.weight.data)
         lin.bias.data[...] = 0
     return lin
 

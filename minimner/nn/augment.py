@@ -46,7 +46,7 @@ from __future__ import annotations
 
 import math
 
-from minimner import backend
+from minimner.nn import init
 from minimner.nn.layers import Linear
 from minimner.nn.module import Module, Parameter
 from minimner.ops.augment import aug_add_backward, aug_add_forward, aug_gate_backward, aug_gate_forward
@@ -77,11 +77,6 @@ def flags_from_mode(mode: str) -> tuple[int, int]:
     if mode not in table:
         raise ValueError(f"unknown augmentation mode {mode!r}; expected one of {', '.join(AUG_MODES)}")
     return table[mode]
-
-
-def _uniform(rng, bound, shape):
-    g = backend.rng() if rng is None else rng
-    return g.uniform(-bound, bound, shape).astype(backend.DEFAULT_FLOAT)
 
 
 class AugmentAdd(Module):
@@ -136,9 +131,9 @@ class AugmentGate(Module):
     def __init__(self, aug_dim: int, hidden: int, rng=None):
         super().__init__()
         bound = 1.0 / math.sqrt(hidden)
-        self.aug_w1 = Parameter(_uniform(rng, bound, (hidden, hidden)))     # (C, C)
-        self.aug_w2 = Parameter(_uniform(rng, bound, (hidden, hidden)))     # (C, C)
-        self.aug_bias = Parameter(_uniform(rng, bound, (hidden,)))          # (C,)
+        self.aug_w1 = Parameter(init.uniform(rng, (hidden, hidden), bound))     # (C, C)
+        self.aug_w2 = Parameter(init.uniform(rng, (hidden, hidden), bound))     # (C, C)
+        self.aug_bias = Parameter(init.uniform(rng, (hidden,), bound))          # (C,)
         self.maug_linear = Linear(aug_dim, hidden, rng=rng)
 
     def forward(self, s0, aug):
@@ -190,11 +185,8 @@ class EmbeddingAugment(Linear):
 
     def __init__(self, aug_dim: int, hidden: int, rng=None, initializer_range: float = 0.02):
         super().__init__(aug_dim, hidden, rng=rng)
-        g = backend.rng() if rng is None else rng
-        xp = backend.get_xp(self.weight.data)
-        self.weight.data = (g.standard_normal((hidden, aug_dim)) * initializer_range).astype(
-            backend.DEFAULT_FLOAT)                                                       # (C, E)
-        self.bias.data = xp.zeros((hidden,), dtype=backend.DEFAULT_FLOAT)                 # (C,)
+        self.weight.data = init.normal(rng, (hidden, aug_dim), initializer_range)      # (C, E)
+        self.bias.data = init.zeros(self.weight.data, (hidden,))                        # (C,)
 
 
 def make_augment_fusion(mode: str, aug_dim: int, hidden: int, rng=None) -> Module:

@@ -29,11 +29,10 @@ The convolution and the pooling are the op pairs :mod:`minimner.ops.conv1d` and
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from minimner import backend
+from minimner.nn import init
 from minimner.nn.layers import Dropout, Embedding, Linear, ReLU, Tanh
 from minimner.nn.module import Module, ModuleList, Parameter
 from minimner.ops.conv1d import conv1d_backward, conv1d_forward, conv1d_output_size
@@ -57,13 +56,12 @@ class Conv1d(Module):
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, padding: int = 0, rng=None):
         super().__init__()
-        g = backend.rng() if rng is None else rng
+        g = init.generator(rng)
         self.in_channels, self.out_channels = int(in_channels), int(out_channels)
         self.kernel_size, self.padding = int(kernel_size), int(padding)
-        bound = 1.0 / math.sqrt(in_channels * kernel_size)
-        f32 = backend.DEFAULT_FLOAT
-        self.weight = Parameter(g.uniform(-bound, bound, (out_channels, in_channels, kernel_size)).astype(f32))
-        self.bias = Parameter(g.uniform(-bound, bound, (out_channels,)).astype(f32))   # (F,)
+        bound = init.fan_in_bound(in_channels * kernel_size)
+        self.weight = Parameter(init.uniform(g, (out_channels, in_channels, kernel_size), bound))   # (F, D, k)
+        self.bias = Parameter(init.uniform(g, (out_channels,), bound))                  # (F,)
 
     def forward(self, x):
         """x (N, D, L) -> (N, F, Lo)."""
@@ -173,7 +171,7 @@ class CharCNN(Module):
         if not _wordlen_fits(int(max_wordlen), kernels):
             raise ValueError(f"CharCNN: max_wordlen {max_wordlen} is too short for kernels {kernels}: every "
                              "branch's pool (kernel = stride = max_wordlen - k + 1) must yield exactly one window")
-        g = backend.rng() if rng is None else rng
+        g = init.generator(rng)
         self.max_wordlen, self.kernels = int(max_wordlen), kernels
         self.char_emb = Embedding(char_vocab_size, char_dim, padding_idx=0, rng=g)
         self.convs = ModuleList(
@@ -186,11 +184,11 @@ class CharCNN(Module):
                                   ReLU(),                                         # 1
                                   Dropout(dropout, rng=g),                        # 2
                                   Linear(mlp_dim, hidden_size, rng=g)])           # 3: (N, M) -> (N, C)
-        std, f32 = float(initializer_range), backend.DEFAULT_FLOAT
-        self.char_emb.weight.data = (g.standard_normal((char_vocab_size, char_dim)) * std).astype(f32)  # (Vc, D)
+        std = float(initializer_range)
+        self.char_emb.weight.data = init.normal(g, (char_vocab_size, char_dim), std)    # (Vc, D)
         for lin in (self.linear[0], self.linear[3]):
-            lin.weight.data = (g.standard_normal(lin.weight.data.shape) * std).astype(f32)  # (Out, In)
-            lin.bias.data = backend.get_xp(lin.weight.data).zeros(lin.bias.data.shape, dtype=f32)
+            lin.weight.data = init.normal(g, lin.weight.data.shape, std)                 # (Out, In)
+            lin.bias.data = init.zeros(lin.weight.data, lin.bias.data.shape)
 
     def forward(self, char_ids):
         """char_ids (B, T, Lw) int -> (B, T, C) float (the parameters' dtype).

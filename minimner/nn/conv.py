@@ -15,11 +15,10 @@ and a following ``backward`` raises. The maths lives in :mod:`minimner.ops`.
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from minimner import backend
+from minimner.nn import init as init_
 from minimner.nn.module import Module, Parameter
 from minimner.ops.batchnorm2d import (BatchNormEvalCache, batchnorm2d_eval_backward, batchnorm2d_eval_forward,
                                       batchnorm2d_train_backward, batchnorm2d_train_forward,
@@ -55,12 +54,12 @@ class Conv2d(Module):
         self.in_channels, self.out_channels = int(in_channels), int(out_channels)
         self.kernel_size, self.stride, self.padding = _pair(kernel_size), _pair(stride), _pair(padding)
         kh, kw = self.kernel_size
-        bound = 1.0 / math.sqrt(in_channels * kh * kw)
+        bound = init_.fan_in_bound(in_channels * kh * kw)
         f32, shape = backend.DEFAULT_FLOAT, (out_channels, in_channels, kh, kw)
         if init:
-            g = backend.rng() if rng is None else rng
-            w = (g.random(shape, dtype=f32) * 2 - 1) * f32(bound)                 # (O, C, kh, kw)
-            b = (g.random((out_channels,), dtype=f32) * 2 - 1) * f32(bound)       # (O,)
+            g = init_.generator(rng)
+            w = init_.uniform_float32(g, shape, bound)                              # (O, C, kh, kw)
+            b = init_.uniform_float32(g, (out_channels,), bound)                    # (O,)
         else:
             w, b = backend.xp().zeros(shape, dtype=f32), backend.xp().zeros((out_channels,), dtype=f32)
         self.weight = Parameter(w)
@@ -100,7 +99,7 @@ class Conv2d(Module):
 
 
 class BatchNorm2d(Module):
-    """Batch normalisation over (B, H, W) per channel (PyTorch ``nn.BatchNorm2d``).
+    """Batch normalisation over (B, Hi, Wi) per channel (PyTorch ``nn.BatchNorm2d``).
 
     Train mode (``module.train()``) normalises with the batch statistics and
     updates the running statistics (momentum, unbiased variance, and
@@ -129,7 +128,7 @@ class BatchNorm2d(Module):
         self.register_buffer("num_batches_tracked", xp.zeros((), dtype=np.int64))          # ()
 
     def forward(self, x, keep_cache=True):
-        """x (B, C, H, W) -> (B, C, H, W); in train mode also updates the running statistics."""
+        """x (B, C, Hi, Wi) -> (B, C, Hi, Wi); in train mode also updates the running statistics."""
         if self.training:
             y, cache = batchnorm2d_train_forward(x, self.weight.data, self.bias.data, self.eps)
             mean, var = batchnorm2d_update_running(self.running_mean, self.running_var, cache, self.momentum)
@@ -145,7 +144,7 @@ class BatchNorm2d(Module):
         return y
 
     def backward(self, dy):
-        """dy (B, C, H, W) -> dx; adds into ``weight.grad`` / ``bias.grad`` (mode of the forward call)."""
+        """dy (B, C, Hi, Wi) -> dx; adds into ``weight.grad`` / ``bias.grad`` (mode of the forward call)."""
         cache = self._pop_cache()
         bwd = batchnorm2d_eval_backward if isinstance(cache, BatchNormEvalCache) else batchnorm2d_train_backward
         dx, dgamma, dbeta = bwd(dy, cache)

@@ -30,9 +30,7 @@ Dimension legend: B batch, T word-piece tokens, C hidden; ``…`` any leading sh
 """
 from __future__ import annotations
 
-import math
-
-from minimner import backend
+from minimner.nn import init
 from minimner.nn.module import Module, Parameter
 from minimner.ops.gate import gate_backward, gate_forward
 
@@ -62,16 +60,15 @@ class Gate(Module):
         if len(names) != n_names or len(set(names)) != n_names or not all(n.isidentifier() for n in names):
             raise ValueError(f"Gate layout {layout!r} needs {n_names} distinct identifier names; got {names!r}")
         self.hidden_size, self.layout, self.names = C, layout, names
-        rng = backend.rng() if rng is None else rng
+        rng = init.generator(rng)
         w_shapes = [(C, C), (C, C)] if layout == "split" else [(C, 2 * C)]
-        bound = 1.0 / math.sqrt(C)
         if initializer_range is None:                       # U(±1/√C) everywhere: reset_parameters
-            arrays = [rng.uniform(-bound, bound, s) for s in w_shapes + [(C,)]]
+            arrays = [init.uniform(rng, s, init.fan_in_bound(C)) for s in w_shapes + [(C,)]]
         else:                                               # N(0, σ) weights, zero bias
-            arrays = [rng.standard_normal(s) * initializer_range for s in w_shapes]
-            arrays.append(backend.get_xp(arrays[0]).zeros((C,)))   # on the generator's device
+            arrays = [init.normal(rng, s, initializer_range) for s in w_shapes]
+            arrays.append(init.zeros(arrays[0], (C,)))      # on the generator's device
         for name, arr in zip(names, arrays):
-            setattr(self, name, Parameter(arr.astype(backend.DEFAULT_FLOAT)))
+            setattr(self, name, Parameter(arr))
 
     def _weights(self):
         """(w1, w2, bias) arrays: views of the concatenated weight for ``layout="concat"``."""

@@ -16,9 +16,8 @@ The maths is in :mod:`minimner.ops`; nothing here computes more than glue.
 """
 from __future__ import annotations
 
-import math
-
 from minimner import backend
+from minimner.nn import init
 from minimner.nn.module import Module, Parameter
 from minimner.ops.activations import (relu_backward, relu_forward, sigmoid_backward, sigmoid_forward,
                                       tanh_backward, tanh_forward)
@@ -29,16 +28,6 @@ from minimner.ops.layernorm import layernorm_backward, layernorm_forward
 from minimner.ops.linear import linear_backward, linear_forward
 
 __all__ = ["Linear", "Embedding", "LayerNorm", "GELU", "Dropout", "ReLU", "Tanh", "Sigmoid"]
-
-
-def _generator(rng):
-    """``rng`` if given, else a fresh unseeded generator on the current backend."""
-    return backend.rng() if rng is None else rng
-
-
-def _float32(a):
-    """Cast a freshly drawn array to float32 on its own device (init helper, not an op)."""
-    return a.astype(backend.DEFAULT_FLOAT, copy=False)
 
 
 class Linear(Module):
@@ -56,11 +45,11 @@ class Linear(Module):
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, rng=None):
         super().__init__()
-        g = _generator(rng)
+        g = init.generator(rng)
         self.in_features, self.out_features = int(in_features), int(out_features)
-        bound = 1.0 / math.sqrt(in_features) if in_features > 0 else 0.0
-        self.weight = Parameter(_float32(g.uniform(-bound, bound, (out_features, in_features))))  # (Out, In)
-        self.bias = Parameter(_float32(g.uniform(-bound, bound, (out_features,)))) if bias else None  # (Out,)
+        bound = init.fan_in_bound(in_features)
+        self.weight = Parameter(init.uniform(g, (out_features, in_features), bound))  # (Out, In)
+        self.bias = Parameter(init.uniform(g, (out_features,), bound)) if bias else None  # (Out,)
 
     def forward(self, x):
         """x (..., In) -> y (..., Out)."""
@@ -100,7 +89,7 @@ class Embedding(Module):
                 raise ValueError(f"Embedding: padding_idx {padding_idx} out of range for {num_embeddings} embeddings")
             padding_idx = padding_idx % num_embeddings
         self.num_embeddings, self.embedding_dim, self.padding_idx = int(num_embeddings), int(embedding_dim), padding_idx
-        w = _float32(_generator(rng).standard_normal((num_embeddings, embedding_dim)))  # (V, C)
+        w = init.normal(rng, (num_embeddings, embedding_dim))                       # (V, C) ~ N(0, 1)
         if padding_idx is not None:
             w[padding_idx] = 0
         self.weight = Parameter(w)
@@ -209,7 +198,7 @@ class Dropout(Module):
         if not 0.0 <= p <= 1.0:
             raise ValueError(f"Dropout probability must be in [0, 1], got {p!r}")
         self.p = float(p)
-        self.rng = _generator(rng)
+        self.rng = init.generator(rng)
 
     def forward(self, x):
         """x (...) -> (...); draws a fresh mask on every training-mode call."""

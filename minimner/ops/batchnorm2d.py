@@ -1,20 +1,20 @@
 """2-D batch normalisation (PyTorch ``nn.BatchNorm2d``), train and eval mode, and conv folding.
 
-Dimension legend: B batch, C channels, H×W spatial, M = B·H·W the number of values
+Dimension legend: B batch, C channels, Hi×Wi spatial size, M = B·Hi·Wi the number of values
 each channel is normalised over. Statistics are per channel, broadcast as (1, C, 1, 1).
 
 Eval mode uses the stored running statistics, so it is an affine map per channel::
 
     y = (x − μ_run) / √(σ²_run + ε) · γ + β  =  x · a + t,
     a = γ / √(σ²_run + ε),   t = β − μ_run · a
-    dx = dy · a,   dγ = Σ dy · x̂,   dβ = Σ dy       (x̂ = (x − μ_run) / √(σ²_run + ε); Σ over B, H, W)
+    dx = dy · a,   dγ = Σ dy · x̂,   dβ = Σ dy       (x̂ = (x − μ_run) / √(σ²_run + ε); Σ over B, Hi, Wi)
 
 Train mode normalises with the batch's own statistics (biased variance), which
 couples all M values of a channel::
 
     μ = mean(x),  σ² = mean((x − μ)²),  x̂ = (x − μ) / √(σ² + ε),  y = γ x̂ + β
     dx̂ = dy · γ
-    dx = (1 / √(σ² + ε)) · (dx̂ − mean(dx̂) − x̂ · mean(dx̂ · x̂))     (means over B, H, W)
+    dx = (1 / √(σ² + ε)) · (dx̂ − mean(dx̂) − x̂ · mean(dx̂ · x̂))     (means over B, Hi, Wi)
 
 and PyTorch's running-statistics update (momentum m, *unbiased* variance)::
 
@@ -46,7 +46,7 @@ def _check(x, gamma, beta, *stats):
 
 # --------------------------------------------------------------------------------- eval mode
 class BatchNormEvalCache(NamedTuple):
-    x: object           # (B, C, H, W) stored (a reference to the input): x̂ for dγ is recomputed from it
+    x: object           # (B, C, Hi, Wi) stored (a reference to the input): x̂ for dγ is recomputed from it
     mean: object        # (C,) running mean
     inv_std: object     # (C,) 1 / √(σ²_run + ε)
     gamma: object       # (C,)
@@ -57,13 +57,13 @@ def batchnorm2d_eval_forward(x, gamma, beta, running_mean, running_var, eps=1e-5
 
     Parameters
     ----------
-    x : array (B, C, H, W), float
+    x : array (B, C, Hi, Wi), float
     gamma, beta, running_mean, running_var : arrays (C,), dtype of ``x``
     eps : float (PyTorch's default 1e-5; take it from the checkpoint's model)
 
     Returns
     -------
-    y : array (B, C, H, W), dtype of ``x``
+    y : array (B, C, Hi, Wi), dtype of ``x``
     cache : BatchNormEvalCache
     """
     _check(x, gamma, beta, running_mean, running_var)
@@ -71,8 +71,8 @@ def batchnorm2d_eval_forward(x, gamma, beta, running_mean, running_var, eps=1e-5
     inv_std = 1 / xp.sqrt(running_var + x.dtype.type(eps))  # (C,)
     a = gamma * inv_std                                    # (C,) the per-channel scale
     t = beta - running_mean * a                            # (C,) the per-channel shift
-    y = x * a[:, None, None]                               # (B, C, H, W) * (C, 1, 1)
-    y += t[:, None, None]                                  # (B, C, H, W) + (C, 1, 1), in place on the fresh y
+    y = x * a[:, None, None]                               # (B, C, Hi, Wi) * (C, 1, 1)
+    y += t[:, None, None]                                  # (B, C, Hi, Wi) + (C, 1, 1), in place on the fresh y
     return y, BatchNormEvalCache(x, running_mean, inv_std, gamma)
 
 
@@ -81,25 +81,25 @@ def batchnorm2d_eval_backward(dy, cache):
 
     Returns
     -------
-    dx : array (B, C, H, W)
+    dx : array (B, C, Hi, Wi)
     dgamma, dbeta : arrays (C,)
     """
     x, mean, inv_std, gamma = cache
-    xhat = (x - mean[:, None, None]) * inv_std[:, None, None]  # (B, C, H, W), recomputed
+    xhat = (x - mean[:, None, None]) * inv_std[:, None, None]  # (B, C, Hi, Wi), recomputed
     dgamma = (dy * xhat).sum(axis=(0, 2, 3))               # (C,): y = γ x̂ + β
     dbeta = dy.sum(axis=(0, 2, 3))                         # (C,)
-    dx = dy * (gamma * inv_std)[:, None, None]             # (B, C, H, W): y = x · a + t
+    dx = dy * (gamma * inv_std)[:, None, None]             # (B, C, Hi, Wi): y = x · a + t
     return dx, dgamma, dbeta
 
 
 # -------------------------------------------------------------------------------- train mode
 class BatchNormTrainCache(NamedTuple):
-    xhat: object        # (B, C, H, W) stored: the normalised input, used by every gradient
+    xhat: object        # (B, C, Hi, Wi) stored: the normalised input, used by every gradient
     inv_std: object     # (C,) 1 / √(σ² + ε) of the batch
     gamma: object       # (C,)
     mean: object        # (C,) batch mean (for the running update, not for backward)
     var: object         # (C,) biased batch variance (for the running update)
-    count: int          # M = B·H·W values per channel
+    count: int          # M = B·Hi·Wi values per channel
 
 
 def batchnorm2d_train_forward(x, gamma, beta, eps=1e-5):
@@ -107,34 +107,34 @@ def batchnorm2d_train_forward(x, gamma, beta, eps=1e-5):
 
     Parameters
     ----------
-    x : array (B, C, H, W), float, with B·H·W > 1
+    x : array (B, C, Hi, Wi), float, with B·Hi·Wi > 1
     gamma, beta : arrays (C,), dtype of ``x``
     eps : float
 
     Returns
     -------
-    y : array (B, C, H, W), dtype of ``x``
+    y : array (B, C, Hi, Wi), dtype of ``x``
     cache : BatchNormTrainCache (also carries the batch statistics for
         :func:`batchnorm2d_update_running`)
 
     Raises
     ------
     ValueError
-        when a channel has a single value (B·H·W = 1): its variance is undefined,
+        when a channel has a single value (B·Hi·Wi = 1): its variance is undefined,
         as in PyTorch.
     """
     _check(x, gamma, beta)
     xp = get_xp(x)
-    B, C, H, W = x.shape
-    M = B * H * W
+    B, C, Hi, Wi = x.shape
+    M = B * Hi * Wi
     if M < 2:
         raise ValueError(f"batchnorm2d_train_forward: need more than 1 value per channel, got x {tuple(x.shape)}")
     mean = x.mean(axis=(0, 2, 3))                          # (C,)
-    xc = x - mean[:, None, None]                           # (B, C, H, W) centred
+    xc = x - mean[:, None, None]                           # (B, C, Hi, Wi) centred
     var = (xc * xc).mean(axis=(0, 2, 3))                   # (C,) biased: divides by M
     inv_std = 1 / xp.sqrt(var + x.dtype.type(eps))         # (C,)
-    xhat = xc * inv_std[:, None, None]                     # (B, C, H, W)
-    y = xhat * gamma[:, None, None] + beta[:, None, None]  # (B, C, H, W)
+    xhat = xc * inv_std[:, None, None]                     # (B, C, Hi, Wi)
+    y = xhat * gamma[:, None, None] + beta[:, None, None]  # (B, C, Hi, Wi)
     return y, BatchNormTrainCache(xhat, inv_std, gamma, mean, var, M)
 
 
@@ -143,18 +143,18 @@ def batchnorm2d_train_backward(dy, cache):
 
     Returns
     -------
-    dx : array (B, C, H, W)
+    dx : array (B, C, Hi, Wi)
     dgamma, dbeta : arrays (C,)
     """
     xhat, inv_std, gamma, _, _, _ = cache
     dgamma = (dy * xhat).sum(axis=(0, 2, 3))               # (C,): y = γ x̂ + β
     dbeta = dy.sum(axis=(0, 2, 3))                         # (C,)
-    dxhat = dy * gamma[:, None, None]                      # (B, C, H, W)
+    dxhat = dy * gamma[:, None, None]                      # (B, C, Hi, Wi)
     # x̂ = (x − μ)/σ depends on x directly and through μ and σ: the two mean terms are those paths
     mean_dxhat = dxhat.mean(axis=(0, 2, 3))                # (C,)
     mean_dxhat_xhat = (dxhat * xhat).mean(axis=(0, 2, 3))  # (C,)
     dx = (dxhat - mean_dxhat[:, None, None] - xhat * mean_dxhat_xhat[:, None, None]) * inv_std[:, None, None]
-    return dx, dgamma, dbeta                               # dx: (B, C, H, W)
+    return dx, dgamma, dbeta                               # dx: (B, C, Hi, Wi)
 
 
 def batchnorm2d_update_running(running_mean, running_var, cache, momentum=0.1):

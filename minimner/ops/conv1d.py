@@ -1,8 +1,8 @@
 """1-D convolution (cross-correlation, like ``torch.nn.functional.conv1d``) as a height-1 2-D convolution.
 
-Dimension legend: B batch (for the char-CNN: B·T words), C input channels, O
+Dimension legend: B batch (for the char-CNN: B·T words), C input channels, C_out
 output channels, L input length, k kernel width, Lo output length. Inputs are
-NCL (PyTorch ``nn.Conv1d``), weights are PyTorch's (O, C, k).
+NCL (PyTorch ``nn.Conv1d``), weights are PyTorch's (C_out, C, k).
 
 The maths, with stride s and zero padding p on both ends (xp is x padded)::
 
@@ -11,7 +11,7 @@ The maths, with stride s and zero padding p on both ends (xp is x padded)::
 
 **Why no im2col of its own.** This is exactly :func:`minimner.ops.conv2d.conv2d_forward`
 on an image of height 1 with a 1×k kernel and padding (0, p): view x as
-(B, C, 1, L) and w as (O, C, 1, k) (both free views), run the 2-D op, drop the
+(B, C, 1, L) and w as (C_out, C, 1, k) (both free views), run the 2-D op, drop the
 height axis again. Its im2col + one GEMM, the col2im adjoint in the backward and
 the tests behind them are reused unchanged, so this file only reshapes::
 
@@ -51,14 +51,14 @@ def conv1d_forward(x, weight, bias=None, stride=1, padding=0):
     Parameters
     ----------
     x : array (B, C, L), float
-    weight : array (O, C, k), same dtype as ``x`` (PyTorch ``nn.Conv1d`` layout)
-    bias : array (O,) or None
+    weight : array (C_out, C, k), same dtype as ``x`` (PyTorch ``nn.Conv1d`` layout)
+    bias : array (C_out,) or None
     stride : int ≥ 1
     padding : int ≥ 0, zeros added at both ends
 
     Returns
     -------
-    y : array (B, O, Lo), dtype of ``x``, ``Lo = (L + 2p − k) // s + 1``
+    y : array (B, C_out, Lo), dtype of ``x``, ``Lo = (L + 2p − k) // s + 1``
     cache : Conv1dCache
 
     Raises
@@ -73,9 +73,9 @@ def conv1d_forward(x, weight, bias=None, stride=1, padding=0):
     stride, padding = _int(stride, "stride"), _int(padding, "padding")
     if stride < 1:
         raise ValueError(f"conv1d_forward: stride must be >= 1, got {stride}")
-    y4, cache = conv2d_forward(x[:, :, None, :], weight[:, :, None, :], bias,   # (B, C, 1, L) ⋆ (O, C, 1, k)
-                               stride=(1, stride), padding=(0, padding))        # -> (B, O, 1, Lo)
-    return y4[:, :, 0, :], Conv1dCache(cache)                                   # (B, O, Lo) view
+    y4, cache = conv2d_forward(x[:, :, None, :], weight[:, :, None, :], bias,   # (B, C, 1, L) ⋆ (C_out, C, 1, k)
+                               stride=(1, stride), padding=(0, padding))        # -> (B, C_out, 1, Lo)
+    return y4[:, :, 0, :], Conv1dCache(cache)                                   # (B, C_out, Lo) view
 
 
 def conv1d_backward(dy, cache):
@@ -83,14 +83,14 @@ def conv1d_backward(dy, cache):
 
     Parameters
     ----------
-    dy : array (B, O, Lo), upstream gradient
+    dy : array (B, C_out, Lo), upstream gradient
     cache : Conv1dCache from the forward call
 
     Returns
     -------
     dx : array (B, C, L)
-    dweight : array (O, C, k)
-    dbias : array (O,) or None when the forward had no bias
+    dweight : array (C_out, C, k)
+    dbias : array (C_out,) or None when the forward had no bias
     """
-    dx4, dw4, db = conv2d_backward(dy[:, :, None, :], cache.conv2d)  # (B, C, 1, L), (O, C, 1, k), (O,)
-    return dx4[:, :, 0, :], dw4[:, :, 0, :], db                       # (B, C, L), (O, C, k), (O,)
+    dx4, dw4, db = conv2d_backward(dy[:, :, None, :], cache.conv2d)  # (B, C, 1, L), (C_out, C, 1, k), (C_out,)
+    return dx4[:, :, 0, :], dw4[:, :, 0, :], db                       # (B, C, L), (C_out, C, k), (C_out,)

@@ -1,9 +1,9 @@
 """2-D convolution (cross-correlation, like ``torch.nn.functional.conv2d``) as im2col + one GEMM.
 
-Dimension legend: B batch, C input channels, O output channels (PyTorch's
+Dimension legend: B batch, C input channels, C_out output channels (PyTorch's
 ``out_channels``), Hi×Wi input height/width, kh×kw kernel, Ho×Wo output
-height/width, K = C·kh·kw the length of one unrolled patch, N = Ho·Wo output
-positions per image. Images are NCHW, weights are PyTorch's (O, C, kh, kw).
+height/width, P = C·kh·kw the length of one unrolled patch, N = Ho·Wo output
+positions per image. Images are NCHW, weights are PyTorch's (C_out, C, kh, kw).
 
 The maths, with stride s and zero padding p (xp is x padded with p zeros on each
 side of both spatial axes)::
@@ -15,9 +15,9 @@ im2col turns the sum into one matrix product for the whole batch. ``cols`` has o
 row per kernel tap (c, u, v) and one column per (image, output position)
 (b, i, j): ``cols[(c, u, v), (b, i, j)]`` is the input value that tap sees there. Then::
 
-    y2 = W2 @ cols              (O, K) @ (K, B·N) -> (O, B·N),   W2 = w.reshape(O, K)
+    y2 = W2 @ cols              (C_out, P) @ (P, B·N) -> (C_out, B·N),   W2 = w.reshape(C_out, P)
 
-and y is y2 with its (O, B) axes swapped back to NCHW (the bias is added in the
+and y is y2 with its (C_out, B) axes swapped back to NCHW (the bias is added in the
 same pass). One big GEMM keeps BLAS efficient even where N is small (7×7 maps).
 ``cols`` is built with kh·kw strided slice copies, one per kernel offset (u, v)
 (every offset contributes a shifted, subsampled copy of the whole input), which
@@ -27,17 +27,17 @@ free view when B = 1).
 
 Backward follows from y2 = W2 @ cols being linear in both factors::
 
-    dW2    = dy2 @ colsᵀ        (O, B·N) @ (B·N, K) -> (O, K)
-    dcols  = W2ᵀ @ dy2          (K, O) @ (O, B·N)   -> (K, B·N)
+    dW2    = dy2 @ colsᵀ        (C_out, B·N) @ (B·N, P) -> (C_out, P)
+    dcols  = W2ᵀ @ dy2          (P, C_out) @ (C_out, B·N)   -> (P, B·N)
     dbias  = Σ_{b, i, j} dy
     dx     = col2im(dcols): each offset's slice of dcols is *added* back where that
              offset's slice of xp was copied from (overlapping windows sum), then the
              padding is cut off. col2im is the adjoint (transpose) of im2col.
 
-**Layouts.** The GEMM naturally produces (O, B, Ho, Wo), channels first: "CNHW".
+**Layouts.** The GEMM naturally produces (C_out, B, Ho, Wo), channels first: "CNHW".
 ``layout="NCHW"`` (the default, PyTorch's) swaps the first two axes on the way in
 and out, which costs a copy whenever B > 1. ``layout="CNHW"`` takes and returns
-(C, B, Hi, Wi) / (O, B, Ho, Wo) arrays and skips both swaps; ResNet's inference
+(C, B, Hi, Wi) / (C_out, B, Ho, Wo) arrays and skips both swaps; ResNet's inference
 path keeps its activations in that layout from the first convolution to the last
 (max-pool, ReLU and the residual sums do not care which of the first two axes is
 the batch), and swaps once at each end.
@@ -70,10 +70,10 @@ def conv2d_output_size(hi, wi, kh, kw, stride=1, padding=0):
 
 
 class Conv2dCache(NamedTuple):
-    cols: object        # (K, B·N) stored: the unrolled input, needed for dW. Recomputing it would
+    cols: object        # (P, B·N) stored: the unrolled input, needed for dW. Recomputing it would
                         # cost the same copy again; for a 1×1 stride-1 conv (CNHW, or B = 1) it is a view of x.
     x_shape: tuple      # (B, C, Hi, Wi): to size dx
-    weight: object      # (O, C, kh, kw) stored (a reference): needed for dcols = W2ᵀ dy
+    weight: object      # (C_out, C, kh, kw) stored (a reference): needed for dcols = W2ᵀ dy
     stride: tuple       # (sh, sw)
     padding: tuple      # (ph, pw)
     has_bias: bool      # whether backward returns dbias or None
@@ -92,7 +92,7 @@ def _im2col(x, kh, kw, stride, padding, layout="NCHW"):
     Ho, Wo = conv2d_output_size(Hi, Wi, kh, kw, stride, padding)
     if kh == kw == 1 and ph == pw == 0:                    # a 1×1 patch is just the pixel
         xs = xc[:, :, ::sh, ::sw] if (sh, sw) != (1, 1) else xc  # (C, B, Ho, Wo)
-        return xs.reshape(C, B * Ho * Wo)                  # (K=C, B·N): a view for s = 1 and CNHW or B = 1
+        return xs.reshape(C, B * Ho * Wo)                  # (P=C, B·N): a view for s = 1 and CNHW or B = 1
     if ph or pw:
         xpad = xp.zeros((C, B, Hi + 2 * ph, Wi + 2 * pw), dtype=x.dtype)  # (C, B, Hi+2p, Wi+2p)
         xpad[:, :, ph:ph + Hi, pw:pw + Wi] = xc            # the padding copy also moves the batch axis
@@ -103,11 +103,11 @@ def _im2col(x, kh, kw, stride, padding, layout="NCHW"):
         for v in range(kw):
             # kernel offset (u, v) sees the input rows u, u+s, …, u+s(Ho−1) and columns v, v+s, …
             cols[:, u, v] = xpad[:, :, u:u + sh * (Ho - 1) + 1:sh, v:v + sw * (Wo - 1) + 1:sw]  # (C, B, Ho, Wo)
-    return cols.reshape(C * kh * kw, B * Ho * Wo)          # (K, B·N), K ordered (c, u, v) like w.reshape(O, K)
+    return cols.reshape(C * kh * kw, B * Ho * Wo)          # (P, B·N), P ordered (c, u, v) like w.reshape(C_out, P)
 
 
 def _col2im(dcols, x_shape, kh, kw, stride, padding, layout="NCHW"):
-    """Adjoint of :func:`_im2col`: scatter-add (K, B·N) patch gradients back to (B, C, Hi, Wi) [or CNHW]."""
+    """Adjoint of :func:`_im2col`: scatter-add (P, B·N) patch gradients back to (B, C, Hi, Wi) [or CNHW]."""
     xp = get_xp(dcols)
     B, C, Hi, Wi = x_shape
     (sh, sw), (ph, pw) = stride, padding
@@ -123,24 +123,24 @@ def _col2im(dcols, x_shape, kh, kw, stride, padding, layout="NCHW"):
 
 
 def _to_layout(y2, B, Ho, Wo, bias, layout):
-    """(O, B·N) GEMM output -> (B, O, Ho, Wo) contiguous [or (O, B, Ho, Wo)], adding the bias on the way."""
+    """(C_out, B·N) GEMM output -> (B, C_out, Ho, Wo) contiguous [or (C_out, B, Ho, Wo)], adding the bias on the way."""
     xp = get_xp(y2)
-    O = y2.shape[0]
+    C_out = y2.shape[0]
     if layout == "CNHW":                                   # the GEMM's own layout: nothing to move
-        y = y2.reshape(O, B, Ho, Wo)                       # (O, B, Ho, Wo) view
+        y = y2.reshape(C_out, B, Ho, Wo)                       # (C_out, B, Ho, Wo) view
         if bias is not None:
             y += bias[:, None, None, None]                 # in place: y2 is fresh
         return y
-    y4 = y2.reshape(O, B, Ho, Wo).transpose(1, 0, 2, 3)   # (B, O, Ho, Wo) view
+    y4 = y2.reshape(C_out, B, Ho, Wo).transpose(1, 0, 2, 3)   # (B, C_out, Ho, Wo) view
     if B == 1:                                             # the swap is free: y2 already is NCHW
         if bias is not None:
             y4 += bias[:, None, None]                      # in place: y2 is fresh
         return y4
-    y = xp.empty((B, O, Ho, Wo), dtype=y2.dtype)           # (B, O, Ho, Wo)
+    y = xp.empty((B, C_out, Ho, Wo), dtype=y2.dtype)           # (B, C_out, Ho, Wo)
     if bias is None:
         y[...] = y4
     else:
-        xp.add(y4, bias[:, None, None], out=y)             # (B, O, Ho, Wo) + (O, 1, 1): layout change + bias
+        xp.add(y4, bias[:, None, None], out=y)             # (B, C_out, Ho, Wo) + (C_out, 1, 1): layout change + bias
     return y
 
 
@@ -150,15 +150,15 @@ def conv2d_forward(x, weight, bias=None, stride=1, padding=0, layout="NCHW"):
     Parameters
     ----------
     x : array (B, C, Hi, Wi), float
-    weight : array (O, C, kh, kw), same dtype as ``x`` (PyTorch ``nn.Conv2d`` layout)
-    bias : array (O,) or None
+    weight : array (C_out, C, kh, kw), same dtype as ``x`` (PyTorch ``nn.Conv2d`` layout)
+    bias : array (C_out,) or None
     stride, padding : int or (int, int)
         Stride and symmetric zero padding, per spatial axis.
-    layout : ``"NCHW"`` (default) or ``"CNHW"``: x is then (C, B, Hi, Wi) and y (O, B, Ho, Wo)
+    layout : ``"NCHW"`` (default) or ``"CNHW"``: x is then (C, B, Hi, Wi) and y (C_out, B, Ho, Wo)
 
     Returns
     -------
-    y : array (B, O, Ho, Wo) [CNHW: (O, B, Ho, Wo)], dtype of ``x``
+    y : array (B, C_out, Ho, Wo) [CNHW: (C_out, B, Ho, Wo)], dtype of ``x``
     cache : Conv2dCache
 
     Raises
@@ -176,17 +176,17 @@ def conv2d_forward(x, weight, bias=None, stride=1, padding=0, layout="NCHW"):
                          f"got x {tuple(x.shape)} and weight {tuple(weight.shape)}")
     if x.dtype != weight.dtype:
         raise ValueError(f"conv2d_forward: x is {x.dtype} but weight is {weight.dtype}; cast one of them")
-    O, C, kh, kw = weight.shape
-    if bias is not None and tuple(bias.shape) != (O,):
-        raise ValueError(f"conv2d_forward: bias has shape {tuple(bias.shape)}, expected ({O},)")
+    C_out, C, kh, kw = weight.shape
+    if bias is not None and tuple(bias.shape) != (C_out,):
+        raise ValueError(f"conv2d_forward: bias has shape {tuple(bias.shape)}, expected ({C_out},)")
     stride, padding = _pair(stride, "stride"), _pair(padding, "padding")
     B, Hi, Wi = x.shape[1 - c_axis], x.shape[2], x.shape[3]
     Ho, Wo = conv2d_output_size(Hi, Wi, kh, kw, stride, padding)
     if Ho < 1 or Wo < 1:
         raise ValueError(f"conv2d_forward: kernel {kh}×{kw} does not fit input {Hi}×{Wi} with padding {padding}")
-    cols = _im2col(x, kh, kw, stride, padding, layout)     # (K, B·N)
-    y2 = weight.reshape(O, C * kh * kw) @ cols             # (O, K) @ (K, B·N) -> (O, B·N): one GEMM
-    y = _to_layout(y2, B, Ho, Wo, bias, layout)            # (B, O, Ho, Wo) [CNHW: (O, B, Ho, Wo)]
+    cols = _im2col(x, kh, kw, stride, padding, layout)     # (P, B·N)
+    y2 = weight.reshape(C_out, C * kh * kw) @ cols             # (C_out, P) @ (P, B·N) -> (C_out, B·N): one GEMM
+    y = _to_layout(y2, B, Ho, Wo, bias, layout)            # (B, C_out, Ho, Wo) [CNHW: (C_out, B, Ho, Wo)]
     return y, Conv2dCache(cols, (B, C, Hi, Wi), weight, stride, padding, bias is not None, layout)
 
 
@@ -195,24 +195,24 @@ def conv2d_backward(dy, cache):
 
     Parameters
     ----------
-    dy : array (B, O, Ho, Wo) [CNHW: (O, B, Ho, Wo)], upstream gradient
+    dy : array (B, C_out, Ho, Wo) [CNHW: (C_out, B, Ho, Wo)], upstream gradient
     cache : Conv2dCache from the forward call
 
     Returns
     -------
     dx : array (B, C, Hi, Wi) [CNHW: (C, B, Hi, Wi)]
-    dweight : array (O, C, kh, kw)
-    dbias : array (O,) or None when the forward had no bias
+    dweight : array (C_out, C, kh, kw)
+    dbias : array (C_out,) or None when the forward had no bias
     """
     cols, x_shape, weight, stride, padding, has_bias, layout = cache
     xp = get_xp(dy)
-    O, C, kh, kw = weight.shape
-    dyc = dy.transpose(1, 0, 2, 3) if layout == "NCHW" else dy  # (O, B, Ho, Wo): undo the final swap
-    dy2 = xp.ascontiguousarray(dyc).reshape(O, -1)         # (O, B·N)
+    C_out, C, kh, kw = weight.shape
+    dyc = dy.transpose(1, 0, 2, 3) if layout == "NCHW" else dy  # (C_out, B, Ho, Wo): undo the final swap
+    dy2 = xp.ascontiguousarray(dyc).reshape(C_out, -1)         # (C_out, B·N)
     # y2 = W2 @ cols  =>  dW2 = dy2 @ colsᵀ, summing over every image and position at once
-    dw = dy2 @ cols.T                                      # (O, B·N) @ (B·N, K) -> (O, K)
+    dw = dy2 @ cols.T                                      # (C_out, B·N) @ (B·N, P) -> (C_out, P)
     # y2 = W2 @ cols  =>  dcols = W2ᵀ @ dy2
-    dcols = weight.reshape(O, C * kh * kw).T @ dy2         # (K, O) @ (O, B·N) -> (K, B·N)
+    dcols = weight.reshape(C_out, C * kh * kw).T @ dy2         # (P, C_out) @ (C_out, B·N) -> (P, B·N)
     dx = _col2im(dcols, x_shape, kh, kw, stride, padding, layout)  # (B, C, Hi, Wi) [CNHW: (C, B, Hi, Wi)]
-    db = dy2.sum(axis=1) if has_bias else None             # (O,): y = … + bias[o] at every (b, i, j)
+    db = dy2.sum(axis=1) if has_bias else None             # (C_out,): y = … + bias[o] at every (b, i, j)
     return dx, dw.reshape(weight.shape), db

@@ -17,6 +17,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from minimner._erf import normal_cdf_float32
 from minimner.backend import get_xp, normal_cdf
 
 __all__ = ["GeluCache", "gelu_forward", "gelu_backward"]
@@ -44,8 +45,6 @@ def gelu_forward(x):
     """
     if get_xp(x) is np and x.dtype == np.float32:
         # CPU float32: Phi and x·Phi come out of one blocked pass (see minimner._erf).
-        from minimner._erf import normal_cdf_float32
-
         cdf, y = normal_cdf_float32(x, times_x=True)       # (...) Phi(x), x Phi(x)
         return y, GeluCache(x, cdf)
     cdf = normal_cdf(x)                                    # (...) Phi(x), dtype of x

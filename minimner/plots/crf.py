@@ -54,41 +54,15 @@ def plot_crf(crf, emissions, mask=None, tag_names: Sequence[str] | None = None, 
     from matplotlib.figure import Figure
 
     K = crf.num_tags
-    if getattr(emissions, "ndim", None) == 2:          # one sentence: add the batch axis
-        emissions = emissions[None]                    # (1, T, K)
-        mask = None if mask is None else mask[None]    # (1, T)
-    if getattr(emissions, "ndim", None) != 3:
-        raise ValueError(f"emissions must be (B, T, K) or (T, K), got shape {getattr(emissions, 'shape', None)}")
-    B, T, _ = emissions.shape
-    if not 0 <= index < B:
-        raise ValueError(f"index {index} is out of range for a batch of {B}")
-    names = [str(k) for k in range(K)] if tag_names is None else [str(n) for n in tag_names]
-    if len(names) != K:
-        raise ValueError(f"tag_names has {len(names)} names but the CRF has {K} tags")
-    sel = emissions[index:index + 1]                                       # (1, T, K)
-    m = None if mask is None else mask[index:index + 1]                    # (1, T)
-    marg = backend.asnumpy(crf.marginals(sel, m))[0]                       # (T, K) host: plotting edge
-    n = T if m is None else int(backend.asnumpy(m).astype(bool).sum())
-    marg = marg[:n]                                                        # (n, K) real positions only
-    rows = [str(t) for t in range(n)] if tokens is None else [str(w) for w in tokens]
-    if len(rows) != n:
-        raise ValueError(f"tokens has {len(rows)} entries but sentence {index} has {n} real positions")
+    sel, m, names, rows, B = _sentence(crf, emissions, mask, tag_names, index, tokens)
+    marg = backend.asnumpy(crf.marginals(sel, m))[0][:len(rows)]          # (n, K) host: plotting edge
     trans = backend.asnumpy(crf.transitions.data).astype(np.float64)      # (K, K)
-
+    n = len(rows)
     if figsize is None:
         figsize = (4 + 0.9 * K, max(3.5, 0.45 * K, 0.3 * n + 1.5))
     fig = Figure(figsize=figsize, layout="constrained")
     ax_t, ax_m = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1, 1]})
-
-    lim = float(np.abs(trans).max()) or 1.0
-    im = ax_t.imshow(trans, cmap="RdBu_r", vmin=-lim, vmax=lim)
-    ax_t.set_xticks(range(K), names, rotation=90)
-    ax_t.set_yticks(range(K), names)
-    ax_t.set_xlabel("to tag j")
-    ax_t.set_ylabel("from tag i")
-    ax_t.set_title("transitions[i, j]")
-    fig.colorbar(im, ax=ax_t, shrink=0.8)
-
+    _draw_transitions(fig, ax_t, trans, names)
     im = ax_m.imshow(marg, cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
     ax_m.set_xticks(range(K), names, rotation=90)
     ax_m.set_yticks(range(n), rows)
@@ -104,3 +78,43 @@ def plot_crf(crf, emissions, mask=None, tag_names: Sequence[str] | None = None, 
         ax_m.legend(loc="upper right", fontsize="small", framealpha=0.7)
     fig.colorbar(im, ax=ax_m, shrink=0.8)
     return fig
+
+
+def _sentence(crf, emissions, mask, tag_names, index: int, tokens):
+    """Sentence ``index`` of the batch and its labels, checked: (sel, m, names, rows, B).
+
+    sel : (1, T, K) emissions; m : (1, T) mask or None; names : K tag labels;
+    rows : n labels, one per real position; B : the batch size.
+    """
+    K = crf.num_tags
+    if getattr(emissions, "ndim", None) == 2:          # one sentence: add the batch axis
+        emissions = emissions[None]                    # (1, T, K)
+        mask = None if mask is None else mask[None]    # (1, T)
+    if getattr(emissions, "ndim", None) != 3:
+        raise ValueError(f"emissions must be (B, T, K) or (T, K), got shape {getattr(emissions, 'shape', None)}")
+    B, T, _ = emissions.shape
+    if not 0 <= index < B:
+        raise ValueError(f"index {index} is out of range for a batch of {B}")
+    names = [str(k) for k in range(K)] if tag_names is None else [str(n) for n in tag_names]
+    if len(names) != K:
+        raise ValueError(f"tag_names has {len(names)} names but the CRF has {K} tags")
+    sel = emissions[index:index + 1]                                       # (1, T, K)
+    m = None if mask is None else mask[index:index + 1]                    # (1, T)
+    n = T if m is None else int(backend.asnumpy(m).astype(bool).sum())
+    rows = [str(t) for t in range(n)] if tokens is None else [str(w) for w in tokens]
+    if len(rows) != n:
+        raise ValueError(f"tokens has {len(rows)} entries but sentence {index} has {n} real positions")
+    return sel, m, names, rows, B
+
+
+def _draw_transitions(fig, ax, trans, names) -> None:
+    """Heat map of the (K, K) transitions on ``ax``, centred on 0, with its colour bar."""
+    K = len(names)
+    lim = float(np.abs(trans).max()) or 1.0
+    im = ax.imshow(trans, cmap="RdBu_r", vmin=-lim, vmax=lim)
+    ax.set_xticks(range(K), names, rotation=90)
+    ax.set_yticks(range(K), names)
+    ax.set_xlabel("to tag j")
+    ax.set_ylabel("from tag i")
+    ax.set_title("transitions[i, j]")
+    fig.colorbar(im, ax=ax, shrink=0.8)

@@ -126,8 +126,6 @@ def plot_training_curves(history, ax=None, x: str = "epoch", strict: bool = True
         for no runs, an empty run, a record lacking ``train_loss`` / ``dev_f1`` / ``x``,
         or a bad ``x`` / ``ax``.
     """
-    from matplotlib.figure import Figure
-
     if x not in ("epoch", "step"):
         raise ValueError(f"x must be 'epoch' or 'step', got {x!r}")
     runs = _runs(history)
@@ -136,36 +134,54 @@ def plot_training_curves(history, ax=None, x: str = "epoch", strict: bool = True
     for label, recs in runs.items():
         if not recs:
             raise ValueError(f"run {label!r} has no epochs")
-    twin = False
+    ax_loss, ax_f1, twin = _curve_axes(ax, figsize)
+    single_twin = twin and len(runs) == 1          # one run on one Axes: tell the two curves apart by colour
+    for i, (label, recs) in enumerate(runs.items()):
+        _plot_run(ax_loss, ax_f1, f"C{i % 10}", label, recs, x, strict, twin, single_twin)
+    _label_curve_axes(ax_loss, ax_f1, x, twin, single_twin, len(runs))
+    return ax_loss, ax_f1
+
+
+def _curve_axes(ax, figsize):
+    """(ax_loss, ax_f1, twin): a new two-panel Figure, the pair given, or one Axes and its twin."""
+    from matplotlib.figure import Figure
+
     if ax is None:
         fig = Figure(figsize=figsize or (10, 3.8), layout="constrained")
         ax_loss, ax_f1 = fig.subplots(1, 2)
-    elif isinstance(ax, (tuple, list)):
+        return ax_loss, ax_f1, False
+    if isinstance(ax, (tuple, list)):
         if len(ax) != 2:
             raise ValueError(f"ax must be one Axes or a pair (ax_loss, ax_f1), got {len(ax)} axes")
-        ax_loss, ax_f1 = ax
-    else:
-        ax_loss, ax_f1, twin = ax, ax.twinx(), True
+        return ax[0], ax[1], False
+    return ax, ax.twinx(), True
 
-    single_twin = twin and len(runs) == 1          # one run on one Axes: tell the two curves apart by colour
-    for i, (label, recs) in enumerate(runs.items()):
-        c = f"C{i % 10}"
-        c_loss = "C7" if single_twin else c
-        xs = _column(recs, x, label)                                    # (E,)
-        loss = _column(recs, "train_loss", label)                       # (E,)
-        f1 = _column(recs, "dev_f1", label)                             # (E,)
-        pre = f"{label} " if label else ""
-        ax_loss.plot(xs, loss, "s--" if twin else "o-", color=c_loss, markersize=3, label=f"{pre}train loss")
-        ax_f1.plot(xs, f1, "o-", color=c, markersize=3, label=f"{pre}dev F1" if twin or not label else label)
-        if strict and all("dev_f1_strict" in r for r in recs):
-            ax_f1.plot(xs, _column(recs, "dev_f1_strict", label), "--", color=c, alpha=0.6,
-                       label=f"{pre}(strict)" if label else "dev F1 (strict)")
-        if np.isfinite(f1).any():
-            b = int(np.nanargmax(f1))                                   # first best epoch, as train keeps it
-            ax_f1.plot([xs[b]], [f1[b]], "*", color=c, markersize=13, markeredgecolor="black",
-                       gid=f"best:{label}", label=f"best {f1[b]:.4f} @ {x} {int(xs[b])}")
-            for a in ((ax_loss,) if twin else (ax_loss, ax_f1)):
-                a.axvline(xs[b], color=c, linestyle=":", linewidth=1)
+
+def _plot_run(ax_loss, ax_f1, c: str, label: str, recs, x: str, strict: bool, twin: bool,
+              single_twin: bool) -> None:
+    """One run's loss and F1 lines (colour ``c``), its strict F1 and its best epoch marked."""
+    c_loss = "C7" if single_twin else c
+    xs = _column(recs, x, label)                                    # (E,)
+    loss = _column(recs, "train_loss", label)                       # (E,)
+    f1 = _column(recs, "dev_f1", label)                             # (E,)
+    pre = f"{label} " if label else ""
+    ax_loss.plot(xs, loss, "s--" if twin else "o-", color=c_loss, markersize=3, label=f"{pre}train loss")
+    ax_f1.plot(xs, f1, "o-", color=c, markersize=3, label=f"{pre}dev F1" if twin or not label else label)
+    if strict and all("dev_f1_strict" in r for r in recs):
+        ax_f1.plot(xs, _column(recs, "dev_f1_strict", label), "--", color=c, alpha=0.6,
+                   label=f"{pre}(strict)" if label else "dev F1 (strict)")
+    if np.isfinite(f1).any():
+        b = int(np.nanargmax(f1))                                   # first best epoch, as train keeps it
+        ax_f1.plot([xs[b]], [f1[b]], "*", color=c, markersize=13, markeredgecolor="black",
+                   gid=f"best:{label}", label=f"best {f1[b]:.4f} @ {x} {int(xs[b])}")
+        for a in ((ax_loss,) if twin else (ax_loss, ax_f1)):
+            a.axvline(xs[b], color=c, linestyle=":", linewidth=1)
+
+
+def _label_curve_axes(ax_loss, ax_f1, x: str, twin: bool, single_twin: bool, n_runs: int) -> None:
+    """Axis labels, titles, legends and (per epoch) integer ticks."""
+    from matplotlib.ticker import MaxNLocator
+
     xlabel = "epoch" if x == "epoch" else "optimiser step"
     ax_loss.set_xlabel(xlabel)
     ax_loss.set_ylabel("train loss (mean per batch)")
@@ -182,11 +198,9 @@ def plot_training_curves(history, ax=None, x: str = "epoch", strict: bool = True
         ax_f1.set_xlabel(xlabel)
         ax_loss.set_title("training loss")
         ax_f1.set_title("dev micro-F1 (★ best epoch)")
-        if len(runs) > 1:
+        if n_runs > 1:
             ax_loss.legend(fontsize="small")
         ax_f1.legend(fontsize="small", loc="lower right")
     if x == "epoch":
-        from matplotlib.ticker import MaxNLocator
         ax_loss.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax_f1.xaxis.set_major_locator(MaxNLocator(integer=True))
-    return ax_loss, ax_f1

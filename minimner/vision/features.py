@@ -13,7 +13,7 @@ A run records the settings of its features (``features.json``, copied into ``run
 SHA-256. :meth:`FeatureExtractor.from_settings` rebuilds the same ResNet from them and refuses
 weights whose SHA-256 differs, since other weights would give the model features it never saw.
 
-Dimension legend: B images, S crop size (224), R regions (h·w, 49 at S = 224), C_img feature
+Dimension legend: B images, S crop size (224), R regions (⌈S/32⌉², 49 at S = 224), C_img feature
 size (512 for ResNet-18/34, 2048 for ResNet-50+).
 """
 from __future__ import annotations
@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from minimner import backend
-from minimner.convert.io import sha256_file
 from minimner.convert.resnet import load_model
+from minimner.files import sha256_file
 from minimner.models.resnet import ResNet, arch_depth
 from minimner.vision.images import CROP, load_batch
 

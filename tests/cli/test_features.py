@@ -7,7 +7,7 @@ from PIL import Image
 
 from minimner.cli import main
 from minimner.cli.features import read_image_ids
-from minimner.convert import io
+from minimner import files
 from minimner.models import resnet as R
 from minimner.vision.images import load_image
 
@@ -19,7 +19,7 @@ def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("features")
     model = R.build(18, rng=np.random.default_rng(0))
     weights = root / "resnet18.npz"
-    io.write_npz_atomic(weights, {k: np.asarray(v) for k, v in model.state_dict().items()})
+    files.write_npz_atomic(weights, {k: np.asarray(v) for k, v in model.state_dict().items()})
     images, data = root / "images", root / "data"
     images.mkdir()
     data.mkdir()
@@ -177,7 +177,7 @@ def test_nan_weights_write_no_features(setup, tmp_path, capsys):
     state = {k: np.asarray(v).copy() for k, v in setup["model"].state_dict().items()}
     state["conv1.weight"][0, 0, 0, 0] = np.nan
     weights = tmp_path / "nan.npz"
-    io.write_npz_atomic(weights, state)
+    files.write_npz_atomic(weights, state)
     args = _args(setup, tmp_path / "out")
     args[args.index("--weights") + 1] = str(weights)
     assert main(args) == 2

@@ -66,7 +66,7 @@ def test_missing_lexicon_file(tmp_path, capsys):
 
 
 def test_default_lexicon_missing_names_the_command(tmp_path, monkeypatch, capsys):
-    from minimner.convert import glove
+    from minimner.lexicon import glove
 
     monkeypatch.setenv("MINIMNER_HOME", str(tmp_path))
     monkeypatch.setattr(glove, "kumo_available", lambda: False)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from minimner.cli import main
-from minimner.convert import io
+from minimner import files
 from minimner.data.conll import read_conll
 from minimner.data.synthetic import generate
 from minimner.models import resnet as R
@@ -28,7 +28,7 @@ def mm(tmp_path_factory):
     generate(data, seed=0, sizes={"train": 24, "valid": 12, "test": 16})
     weights = root / "resnet18.npz"
     model = R.build(18, rng=np.random.default_rng(0))
-    io.write_npz_atomic(weights, {k: np.asarray(v) for k, v in model.state_dict().items()})
+    files.write_npz_atomic(weights, {k: np.asarray(v) for k, v in model.state_dict().items()})
     feats = root / "features"
     assert main(["features", "--images", str(data / "images"), "--ids", str(data), "--arch", "resnet18",
                  "--weights", str(weights), "--out", str(feats), "--size", str(SIZE), "--no-progress"]) == 0
@@ -76,7 +76,8 @@ def test_images_on_the_fly_equal_the_precomputed_features(mm, tmp_path, capsys):
 def test_pictures_reach_the_model(mm, tmp_path):
     """The grids computed from the files change the emissions; with no picture they equal a tweet without IMGID."""
     from minimner.cli.predict import _pictures
-    from minimner.data.batching import encode_sentences, make_batch
+    from minimner.data.batching import encode_sentences
+    from minimner.data.inputs import Collator
     from minimner.data.conll import Sentence
     from minimner.train import load_run
 
@@ -93,8 +94,8 @@ def test_pictures_reach_the_model(mm, tmp_path):
     emissions = []
     for sent in (with_pic, without, nowhere):
         source, [status] = pictures.for_chunk([sent])
-        batch = make_batch(encode_sentences(tok, [sent]))
-        emissions.append(np.asarray(model.emissions(**model.batch_inputs(batch, source))[0]))
+        batch = Collator(source=source)(encode_sentences(tok, [sent]))
+        emissions.append(np.asarray(model.batch_emissions(batch)))
     assert status == (False, f"no file {mm['images'] / 'no-such-picture.jpg'}")
     assert np.abs(emissions[0] - emissions[1]).max() > 1e-4          # the picture changes the scores
     np.testing.assert_array_equal(emissions[1], emissions[2])         # a missing file is "no image", nothing else
@@ -189,7 +190,7 @@ def test_picture_options_are_checked(mm, tmp_path, capsys):
     assert _predict(mm, "--input", test, "--images", tmp_path / "nowhere") == 2
     assert "--images: folder not found" in capsys.readouterr().err
     other = tmp_path / "other.npz"
-    io.write_npz_atomic(other, {k: np.asarray(v) for k, v in R.build(18, rng=np.random.default_rng(9))
+    files.write_npz_atomic(other, {k: np.asarray(v) for k, v in R.build(18, rng=np.random.default_rng(9))
                                 .state_dict().items()})
     assert _predict(mm, "--input", test, "--images", mm["images"], "--resnet", other) == 2
     assert "SHA-256" in capsys.readouterr().err

@@ -9,7 +9,7 @@ import pytest
 
 from minimner.cli import main as cli_main
 from minimner.convert import bert as conv
-from minimner.convert import io
+from minimner import files
 from minimner.models.bert import BertConfig, BertModel
 from tests.conftest import ROOT, minilm_dir
 
@@ -82,7 +82,7 @@ def test_convert_then_load_npz(tmp_path, tiny):
     manifest = conv.convert_file(folder, dst)
     assert dst.is_file() and conv.manifest_path(dst).is_file()
     assert manifest["source"] == "model.safetensors"
-    assert manifest["source_sha256"] == io.sha256_file(folder / "model.safetensors")
+    assert manifest["source_sha256"] == files.sha256_file(folder / "model.safetensors")
     assert list(manifest["tensors"]) == [n for n, _ in tiny.named_parameters()]
     assert manifest["tensors"]["embeddings.word_embeddings.weight"]["shape"] == [20, 8]
     assert json.loads(conv.manifest_path(dst).read_text()) == json.loads(json.dumps(manifest))
@@ -172,7 +172,7 @@ def test_malicious_bin_is_refused(tmp_path, tiny):
 
 def test_npz_without_config(tmp_path, tiny):
     p = tmp_path / "plain.npz"
-    io.write_npz_atomic(p, tiny.state_dict())
+    files.write_npz_atomic(p, tiny.state_dict())
     with pytest.raises(ValueError, match="not a converted BERT .npz"):
         BertModel.from_pretrained(p)
 
@@ -208,8 +208,8 @@ def minilm_npz(tmp_path_factory):
 
 
 def test_minilm_one_command_matches_committed_manifest(minilm_npz):
-    committed = io.read_manifest(ROOT / "weights" / "minilm-l6-h384.manifest.json")
-    written = io.read_manifest(conv.manifest_path(minilm_npz))
+    committed = files.read_manifest(ROOT / "weights" / "minilm-l6-h384.manifest.json")
+    written = files.read_manifest(conv.manifest_path(minilm_npz))
     assert written["tensors"] == committed["tensors"]
     assert written["source_sha256"] == committed["source_sha256"]
     assert committed["num_tensors"] == 103 and committed["ignored"] == {

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from minimner.cli import main as cli_main
-from minimner.convert import io
+from minimner import files
 from minimner.convert import resnet as C
 from minimner.models import resnet as R
 from tests.models.test_resnet import numpy_state, torch_resnet, torchvision_keys
@@ -102,7 +102,7 @@ def test_safetensors_convert_roundtrip(tmp_path):
     on_disk = json.loads(C.manifest_path(dst).read_text())
     assert on_disk == json.loads(json.dumps(manifest))
     assert on_disk["arch"] == "resnet18" and on_disk["source"] == "model.safetensors"
-    assert on_disk["source_sha256"] == io.sha256_file(src)
+    assert on_disk["source_sha256"] == files.sha256_file(src)
     assert set(on_disk["ignored"]) == {"fc.weight", "fc.bias"} and on_disk["num_tensors"] == 120
     assert on_disk["tensors"]["layer1.0.conv1.weight"]["shape"] == [64, 64, 3, 3]
     assert not list(dst.parent.glob(".*tmp*"))                               # atomic: no leftovers

@@ -8,7 +8,7 @@ import warnings
 import numpy as np
 import pytest
 
-from minimner.lexicon.augment import (AugmentationTable, AugmentConfig, _read_tokens_fallback, add_augment_arguments,
+from minimner.lexicon.augment import (AugmentationTable, AugmentConfig, add_augment_arguments,
                                       augment_config_from_args, build_table, collect_vocabulary,
                                       load_or_build_table, oov_vector, table_cache_key, vocabulary_hash)
 from minimner.lexicon.io import Lexicon
@@ -38,12 +38,6 @@ def test_collect_vocabulary(conll_files):
     vocab = collect_vocabulary(conll_files)
     assert vocab == sorted({"RT", "@Barack", "in", "Paris", "paris", "#xyz", "zebra"})
     assert vocabulary_hash(vocab) == vocabulary_hash(list(vocab)) != vocabulary_hash(vocab[::-1])
-
-
-def test_fallback_reader_agrees_with_read_conll(conll_files):
-    conll = pytest.importorskip("minimner.data.conll")
-    for p in conll_files:
-        assert _read_tokens_fallback(p) == [w for s in conll.read_conll(p) for w in s.words]
 
 
 def test_collect_vocabulary_missing_file(tmp_path):

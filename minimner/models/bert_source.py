@@ -2,9 +2,10 @@
 
 This is the half of the BERT converter that does not need the model:
 :meth:`minimner.models.bert.BertModel.from_pretrained` uses it to load weights,
-and :mod:`minimner.convert.bert` (the ``.npz`` converter and its CLI) builds on it
-and re-exports every name here. Keeping it apart keeps the imports one-way:
-``models.bert → convert.bert_source`` and ``convert.bert → models.bert``.
+and :mod:`minimner.convert.bert` (the ``.npz`` converter) builds on it and
+re-exports every name here. It sits beside the model so that the imports run one
+way, down the house: ``convert.bert → models.bert → models.bert_source → files``;
+``models/`` imports nothing of ``convert/``.
 
 A source is a Hugging Face-style folder: ``config.json`` plus ``model.safetensors``
 (preferred) or ``pytorch_model.bin`` (read with ``torch.load(weights_only=True)``,
@@ -31,7 +32,7 @@ import json
 from collections import OrderedDict
 from pathlib import Path
 
-from minimner.convert import io
+from minimner import files
 
 __all__ = ["RENAME", "IGNORE", "TOKENIZER_FILES", "default_minilm_dir", "find_weights_file", "load_source",
            "accountant", "has_pooler"]
@@ -125,34 +126,34 @@ def load_source(path):
     if not p.exists():
         raise FileNotFoundError(f"BERT source not found: {p}")
     if p.is_file() and p.suffix == ".npz":
-        z = io.read_npz(p)
-        texts = {k[len(io.META_PREFIX):]: io.array_to_text(v) for k, v in z.items()
-                 if k.startswith(io.META_PREFIX)}
+        z = files.read_npz(p)
+        texts = {k[len(files.META_PREFIX):]: files.array_to_text(v) for k, v in z.items()
+                 if k.startswith(files.META_PREFIX)}
         if "config.json" not in texts:
-            raise ValueError(f"{p}: not a converted BERT .npz (no {io.META_PREFIX}config.json entry); "
+            raise ValueError(f"{p}: not a converted BERT .npz (no {files.META_PREFIX}config.json entry); "
                              "convert it with `python -m minimner convert bert SRC DST.npz`")
         try:
             config = json.loads(texts.pop("config.json"))
         except json.JSONDecodeError as e:
             raise ValueError(f"{p}: embedded config.json is not valid JSON: {e}") from e
-        arrays = OrderedDict((k, v) for k, v in z.items() if not k.startswith(io.META_PREFIX))
+        arrays = OrderedDict((k, v) for k, v in z.items() if not k.startswith(files.META_PREFIX))
         return config, arrays, {"where": str(p), "weights": p, "texts": texts, "converted": True}
     if p.is_file():  # a weights file; its folder holds config.json and the tokenizer
         folder, weights = p.parent, p
     else:
         folder, weights = p, find_weights_file(p)
     config = _read_config(folder / "config.json")
-    arrays = io.read_weights(weights)
+    arrays = files.read_weights(weights)
     texts = {name: (folder / name).read_text(encoding="utf-8")
              for name in TOKENIZER_FILES if (folder / name).is_file()}
     return config, arrays, {"where": str(weights), "weights": weights, "texts": texts, "converted": False}
 
 
-def accountant(converted: bool = False) -> io.KeyAccountant:
-    """The :class:`~minimner.convert.io.KeyAccountant` for BERT sources (identity for converted .npz)."""
+def accountant(converted: bool = False) -> files.KeyAccountant:
+    """The :class:`~minimner.files.KeyAccountant` for BERT sources (identity for converted .npz)."""
     if converted:
-        return io.KeyAccountant()
-    return io.KeyAccountant(rename=RENAME, ignore=IGNORE)
+        return files.KeyAccountant()
+    return files.KeyAccountant(rename=RENAME, ignore=IGNORE)
 
 
 def has_pooler(arrays) -> bool:

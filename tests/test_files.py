@@ -1,4 +1,4 @@
-"""Tests for minimner.convert.io: safe readers, atomic writers, manifests, key accounting."""
+"""Tests for minimner.files: safe readers, atomic writers, manifests, key accounting."""
 from __future__ import annotations
 
 import json
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from minimner.convert import io
+from minimner import files
 
 
 # ----------------------------------------------------------------------------- safetensors
@@ -25,12 +25,12 @@ def test_read_safetensors_roundtrip(tmp_path, rng):
               "b": np.arange(5, dtype=np.int64)}
     p = tmp_path / "m.safetensors"
     _save_safetensors(p, arrays)
-    got = io.read_safetensors(p)
+    got = files.read_safetensors(p)
     assert set(got) == set(arrays)
     for k in arrays:
         assert got[k].dtype == arrays[k].dtype
         np.testing.assert_array_equal(got[k], arrays[k])
-    assert io.read_weights(p).keys() == got.keys()
+    assert files.read_weights(p).keys() == got.keys()
 
 
 @pytest.mark.parametrize("cut", [3, 20, -7])
@@ -41,28 +41,28 @@ def test_truncated_safetensors_names_the_file(tmp_path, rng, cut):
     bad = tmp_path / "truncated.safetensors"
     bad.write_bytes(data[:cut])
     with pytest.raises(ValueError, match="truncated.safetensors"):
-        io.read_safetensors(bad)
+        files.read_safetensors(bad)
 
 
 def test_corrupt_safetensors_header(tmp_path):
     bad = tmp_path / "garbage.safetensors"
     bad.write_bytes((20).to_bytes(8, "little") + b"{not json at all!!}" + b"\0" * 16)
     with pytest.raises(ValueError, match="garbage.safetensors"):
-        io.read_safetensors(bad)
+        files.read_safetensors(bad)
 
 
 def test_missing_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="nope.safetensors"):
-        io.read_weights(tmp_path / "nope.safetensors")
+        files.read_weights(tmp_path / "nope.safetensors")
     with pytest.raises(FileNotFoundError, match="not a regular file"):
-        io.read_npz(tmp_path)
+        files.read_npz(tmp_path)
 
 
 def test_unknown_suffix(tmp_path):
     p = tmp_path / "w.h5"
     p.write_bytes(b"x")
     with pytest.raises(ValueError, match=r"unknown weight file type '\.h5'"):
-        io.read_weights(p)
+        files.read_weights(p)
 
 
 # ----------------------------------------------------------------------------- npz
@@ -70,29 +70,29 @@ def test_npz_refuses_pickled_objects(tmp_path):
     p = tmp_path / "evil.npz"
     np.savez(p, ok=np.ones(2), bad=np.array([{"a": 1}], dtype=object))
     with pytest.raises(ValueError, match="'bad' is a pickled object array"):
-        io.read_npz(p)
+        files.read_npz(p)
 
 
 def test_npz_not_a_zip(tmp_path):
     p = tmp_path / "junk.npz"
     p.write_bytes(b"this is not a zip archive")
     with pytest.raises(ValueError, match="junk.npz"):
-        io.read_npz(p)
+        files.read_npz(p)
 
 
 def test_write_npz_atomic(tmp_path, rng):
-    arrays = {"x": rng.standard_normal((2, 3)).astype(np.float32), "__meta__.t": io.text_to_array("héllo")}
+    arrays = {"x": rng.standard_normal((2, 3)).astype(np.float32), "__meta__.t": files.text_to_array("héllo")}
     dst = tmp_path / "sub" / "out.npz"
-    io.write_npz_atomic(dst, arrays)
+    files.write_npz_atomic(dst, arrays)
     assert sorted(os.listdir(dst.parent)) == ["out.npz"]  # no temp file left behind
-    got = io.read_npz(dst)
+    got = files.read_npz(dst)
     np.testing.assert_array_equal(got["x"], arrays["x"])
-    assert io.array_to_text(got["__meta__.t"]) == "héllo"
+    assert files.array_to_text(got["__meta__.t"]) == "héllo"
 
 
 def test_write_npz_atomic_failure_keeps_old_file(tmp_path, monkeypatch):
     dst = tmp_path / "out.npz"
-    io.write_npz_atomic(dst, {"x": np.zeros(3)})
+    files.write_npz_atomic(dst, {"x": np.zeros(3)})
     before = dst.read_bytes()
 
     def boom(f, **kw):
@@ -101,24 +101,24 @@ def test_write_npz_atomic_failure_keeps_old_file(tmp_path, monkeypatch):
 
     monkeypatch.setattr(np, "savez", boom)
     with pytest.raises(OSError, match="disk full"):
-        io.write_npz_atomic(dst, {"x": np.ones(3)})
+        files.write_npz_atomic(dst, {"x": np.ones(3)})
     assert dst.read_bytes() == before
     assert sorted(os.listdir(tmp_path)) == ["out.npz"]
 
 
 def test_write_npz_rejects_objects_and_suffix(tmp_path):
     with pytest.raises(ValueError, match="dtype object"):
-        io.write_npz_atomic(tmp_path / "o.npz", {"o": np.array([None], dtype=object)})
+        files.write_npz_atomic(tmp_path / "o.npz", {"o": np.array([None], dtype=object)})
     with pytest.raises(ValueError, match="must end in .npz"):
-        io.write_npz_atomic(tmp_path / "o.bin", {"x": np.zeros(1)})
+        files.write_npz_atomic(tmp_path / "o.bin", {"x": np.zeros(1)})
 
 
 @settings(max_examples=25, deadline=None)
 @given(st.text(max_size=40))
 def test_text_array_roundtrip(text):
-    a = io.text_to_array(text)
+    a = files.text_to_array(text)
     assert a.dtype == np.uint8 and a.ndim == 1
-    assert io.array_to_text(a) == text
+    assert files.array_to_text(a) == text
 
 
 # ----------------------------------------------------------------------------- torch pickles
@@ -139,12 +139,12 @@ def test_malicious_pickle_is_refused(tmp_path):
     p = tmp_path / "evil.bin"
     torch.save({"w": torch.zeros(2), "payload": _Evil()}, p)
     with pytest.raises(ValueError, match="refused or unreadable"):
-        io.read_torch(p)
+        files.read_torch(p)
     # 2) a bare (legacy, non-zip) pickle with the same payload
     p2 = tmp_path / "evil.pth"
     p2.write_bytes(pickle.dumps({"payload": _Evil()}, protocol=2))
     with pytest.raises(ValueError, match="refused or unreadable"):
-        io.read_weights(p2)
+        files.read_weights(p2)
     assert not marker.exists()  # nothing was executed
 
 
@@ -153,7 +153,7 @@ def test_read_torch_state_dict(tmp_path):
     sd = {"a.weight": torch.randn(3, 2), "b": torch.arange(4), "c": torch.randn(2).to(torch.bfloat16)}
     p = tmp_path / "m.bin"
     torch.save({"state_dict": sd}, p)  # wrapped: unwrapped by the reader
-    got = io.read_weights(p)
+    got = files.read_weights(p)
     assert list(got) == ["a.weight", "b", "c"]
     np.testing.assert_array_equal(got["a.weight"], sd["a.weight"].numpy())
     assert got["b"].dtype == np.int64
@@ -165,7 +165,7 @@ def test_read_torch_non_tensor_entry(tmp_path):
     p = tmp_path / "m.pt"
     torch.save({"w": torch.zeros(1), "step": 3}, p)
     with pytest.raises(ValueError, match="'step' is a int, not a tensor"):
-        io.read_torch(p)
+        files.read_torch(p)
 
 
 def test_read_torch_without_torch(tmp_path, monkeypatch):
@@ -173,35 +173,35 @@ def test_read_torch_without_torch(tmp_path, monkeypatch):
     p.write_bytes(b"anything")
     monkeypatch.setitem(sys.modules, "torch", None)  # import torch -> ImportError
     with pytest.raises(RuntimeError, match="needs torch"):
-        io.read_weights(p)
+        files.read_weights(p)
 
 
 # ----------------------------------------------------------------------------- manifests
 def test_manifest_roundtrip(tmp_path, rng):
     src = tmp_path / "model.safetensors"
     src.write_bytes(b"pretend weights")
-    arrays = {"w": rng.standard_normal((2, 3)).astype(np.float32), "__meta__.c": io.text_to_array("{}")}
-    m = io.make_manifest(src, arrays, extra={"model_type": "toy"})
-    assert m["format_version"] == io.MANIFEST_FORMAT_VERSION
+    arrays = {"w": rng.standard_normal((2, 3)).astype(np.float32), "__meta__.c": files.text_to_array("{}")}
+    m = files.make_manifest(src, arrays, extra={"model_type": "toy"})
+    assert m["format_version"] == files.MANIFEST_FORMAT_VERSION
     assert m["source"] == "model.safetensors"
-    assert m["source_sha256"] == io.sha256_file(src)
-    assert m["tensors"] == {"w": {"shape": [2, 3], "dtype": "float32", "sha256": io.sha256_array(arrays["w"])}}
+    assert m["source_sha256"] == files.sha256_file(src)
+    assert m["tensors"] == {"w": {"shape": [2, 3], "dtype": "float32", "sha256": files.sha256_array(arrays["w"])}}
     assert m["metadata"] == ["__meta__.c"] and m["num_scalars"] == 6 and m["model_type"] == "toy"
     out = tmp_path / "m.manifest.json"
-    io.write_manifest(out, m)
-    assert io.read_manifest(out) == json.loads(json.dumps(m))
+    files.write_manifest(out, m)
+    assert files.read_manifest(out) == json.loads(json.dumps(m))
 
 
 def test_manifest_validation(tmp_path):
     with pytest.raises(ValueError, match="'tensors'"):
-        io.write_manifest(tmp_path / "x.json", {"format_version": 1, "source": "s", "source_sha256": "0"})
+        files.write_manifest(tmp_path / "x.json", {"format_version": 1, "source": "s", "source_sha256": "0"})
     p = tmp_path / "v.json"
     p.write_text(json.dumps({"format_version": 99, "source": "s", "source_sha256": "0", "tensors": {}}))
     with pytest.raises(ValueError, match="format_version 99"):
-        io.read_manifest(p)
+        files.read_manifest(p)
     p.write_text("{broken")
     with pytest.raises(ValueError, match="not valid JSON"):
-        io.read_manifest(p)
+        files.read_manifest(p)
 
 
 # ----------------------------------------------------------------------------- key accounting
@@ -223,7 +223,7 @@ def _acc(**kw):
     args = dict(rename=[(r"^bert\.", ""), (r"\.gamma$", ".weight"), (r"\.beta$", ".bias")],
                 ignore=[(r"cls\..*", "pre-training head")], transpose=["proj"])
     args.update(kw)
-    return io.KeyAccountant(**args)
+    return files.KeyAccountant(**args)
 
 
 def test_accountant_happy_path(rng):
@@ -269,11 +269,11 @@ def test_accountant_shape_mismatch(rng):
 def test_expected_shapes_from_module():
     from minimner.nn.layers import Linear
 
-    assert io.expected_shapes(Linear(3, 2)) == {"weight": (2, 3), "bias": (2,)}
+    assert files.expected_shapes(Linear(3, 2)) == {"weight": (2, 3), "bias": (2,)}
 
 
 def test_accountant_refuses_non_finite_and_float64_overflow():
-    acc = io.KeyAccountant()
+    acc = files.KeyAccountant()
     with pytest.raises(ValueError) as e:
         acc.apply({"w": np.array([1.0, np.nan], dtype=np.float32)}, {"w": (2,)}, where="src.bin")
     assert str(e.value) == "src.bin: tensor 'w' holds 1 NaN/inf value"

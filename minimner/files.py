@@ -1,9 +1,15 @@
-"""Safe readers and writers shared by every weight converter, and strict key accounting.
+"""General file I/O on the ground floor: safe readers, hashes, manifests, and key accounting.
 
-Loading a weight file must never run code that the file carries. So:
+Every layer that touches a file uses these helpers: the converters (:mod:`minimner.convert`),
+``BertModel.from_pretrained`` and the other weight loaders, the lexicon, the tokenizer and the
+``features`` command. Writers are atomic and live in :mod:`minimner.atomic` (re-exported here),
+so one import gives the whole toolbox. This module imports nothing of minimner but the atomic
+writers and :mod:`minimner.finite`.
+
+Loading a file must never run code that the file carries. So:
 
 * ``.safetensors`` is read with the ``safetensors`` library in NumPy mode (a flat
-  header plus raw bytes: nothing to execute). This is the preferred format.
+  header plus raw bytes: nothing to execute). This is the preferred weight format.
 * ``.npz`` (what minimner writes) is read with ``allow_pickle=False``: an object
   array inside it is refused instead of being unpickled.
 * ``.bin`` / ``.pth`` / ``.pt`` (PyTorch pickles) are read only through
@@ -11,7 +17,7 @@ Loading a weight file must never run code that the file carries. So:
   plain containers and refuses anything else. Without torch installed they are an
   error, never a fallback to ``pickle``.
 
-Writers are atomic (write ``<dst>.tmp-…`` in the same folder, then ``os.replace``)
+Writers are atomic (write ``.<dst>.tmp-…`` in the same folder, then ``os.replace``)
 so a crash never leaves a half-written ``.npz`` or manifest behind.
 
 :class:`KeyAccountant` turns a source state dict into the target module's state dict
@@ -32,8 +38,7 @@ Example (a converter for a ResNet, say)::
     model.load_state_dict(target)
     print(acc.report())                                          # which keys were renamed/ignored
 
-Dimension legend (for the arrays that pass through here): any; converters do not
-compute, they rename.
+Arrays pass through unchanged in shape (no dimension legend applies: nothing here computes).
 """
 from __future__ import annotations
 
@@ -46,14 +51,17 @@ from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
 import numpy as np
+from safetensors.numpy import load_file
 
-from minimner.atomic import write_json_atomic, write_npz_atomic  # noqa: F401 (re-exported)
+from minimner.atomic import (atomic_write, remove_stale_temporaries, write_json_atomic,  # noqa: F401 (re-exported)
+                             write_npy_atomic, write_npz_atomic, write_text_atomic)
 from minimner.finite import check_finite
 
 __all__ = [
     "MANIFEST_FORMAT_VERSION", "META_PREFIX", "sha256_file", "sha256_array",
     "read_safetensors", "read_npz", "read_torch", "read_weights",
-    "write_npz_atomic", "write_json_atomic", "make_manifest", "write_manifest", "read_manifest",
+    "atomic_write", "write_text_atomic", "write_json_atomic", "write_npz_atomic", "write_npy_atomic",
+    "remove_stale_temporaries", "require_file", "make_manifest", "write_manifest", "read_manifest",
     "text_to_array", "array_to_text", "expected_shapes", "KeyAccountant",
 ]
 
@@ -86,12 +94,13 @@ def sha256_array(a: np.ndarray) -> str:
 
 
 # ----------------------------------------------------------------------------- readers
-def _require_file(path) -> Path:
+def require_file(path, what: str = "weight file") -> Path:
+    """``path`` as a Path; FileNotFoundError naming it when it is missing or not a regular file."""
     p = Path(path)
     if not p.exists():
-        raise FileNotFoundError(f"weight file not found: {p}")
+        raise FileNotFoundError(f"{what} not found: {p}")
     if not p.is_file():
-        raise FileNotFoundError(f"expected a weight file but {p} is not a regular file")
+        raise FileNotFoundError(f"expected a {what} but {p} is not a regular file")
     return p
 
 
@@ -114,11 +123,7 @@ def read_safetensors(path) -> "OrderedDict[str, np.ndarray]":
         when the file is truncated, corrupt, or holds a dtype NumPy cannot represent
         (e.g. bfloat16); the message names the file.
     """
-    p = _require_file(path)
-    try:
-        from safetensors.numpy import load_file
-    except ImportError as e:  # pragma: no cover - safetensors is a core dependency
-        raise RuntimeError("reading .safetensors needs the 'safetensors' package (pip install safetensors)") from e
+    p = require_file(path)
     size = p.stat().st_size
     if size < 8:
         raise ValueError(f"{p}: not a safetensors file (only {size} bytes; the 8-byte header length is missing)")
@@ -144,7 +149,7 @@ def read_npz(path) -> "OrderedDict[str, np.ndarray]":
         when the file is not a valid ``.npz`` or contains an object (pickled) array;
         the message names the file and, where known, the key.
     """
-    p = _require_file(path)
+    p = require_file(path)
     out = OrderedDict()
     try:
         with np.load(p, allow_pickle=False) as z:
@@ -182,7 +187,7 @@ def read_torch(path) -> "OrderedDict[str, np.ndarray]":
     FileNotFoundError, RuntimeError (torch not installed), ValueError (refused or
     corrupt file, or a non-tensor entry; the message names the file and key).
     """
-    p = _require_file(path)
+    p = require_file(path)
     try:
         import torch
     except ImportError as e:
@@ -235,7 +240,7 @@ def read_weights(path) -> "OrderedDict[str, np.ndarray]":
 
 
 # ----------------------------------------------------------------------------- writers
-# write_npz_atomic / write_json_atomic live in minimner.atomic (re-exported above).
+# The atomic writers live in minimner.atomic (re-exported above).
 
 
 def make_manifest(source, arrays: Mapping[str, np.ndarray], source_sha256: str | None = None,
@@ -289,7 +294,7 @@ def write_manifest(path, manifest: Mapping) -> Path:
 
 def read_manifest(path) -> dict:
     """Read a manifest JSON and check its required fields and format version."""
-    p = _require_file(path)
+    p = require_file(path)
     try:
         m = json.loads(p.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
