@@ -173,6 +173,9 @@ class TrainConfig:
                 raise ValueError(f"{flag} must be an integer ≥ {low}, got {value!r}")
 
         check("--lr", self.lr, lambda v: 0 < v <= 1, "a finite number in (0, 1]")
+        for flag, value in (("--lr-bert", self.lr_bert), ("--lr-head", self.lr_head), ("--lr-crf", self.lr_crf)):
+            if value is not None:
+                check(flag, value, lambda v: 0 <= v <= 1, "a finite number in [0, 1] (0 freezes the group)")
         check("--weight-decay", self.weight_decay, lambda v: 0 <= v <= 1, "a finite number in [0, 1]")
         check("--warmup", self.warmup, lambda v: 0 <= v <= 1, "a fraction in [0, 1]")
         check("--max-grad-norm", self.max_grad_norm, lambda v: v >= 0, "a finite number ≥ 0 (0 disables)")
@@ -754,10 +757,7 @@ def _schedule(cfg: TrainConfig, n_train: int) -> tuple[int, int, int]:
 
 def _optimiser(cfg: TrainConfig, model, log) -> AdamW:
     """AdamW over every parameter, each group's rate a fixed multiple of ``cfg.lr``'s schedule."""
-    rates = group_learning_rates(model, cfg)
-    if cfg.lr == 0 and any(rates.values()):
-        raise ValueError("--lr 0 with a non-zero group rate: the groups are multiples of --lr's schedule")
-    scale = {n: (r / cfg.lr if cfg.lr > 0 else 0.0) for n, r in rates.items()}
+    scale = {n: r / cfg.lr for n, r in group_learning_rates(model, cfg).items()}   # cfg.lr > 0 (validated)
     if any(v is not None for v in (cfg.lr_bert, cfg.lr_head, cfg.lr_crf)):
         log("learning rates: " + ", ".join(f"{g} {v['lr']:g} ({v['values']:,} values)"
                                           for g, v in _group_record(model, cfg).items()))
