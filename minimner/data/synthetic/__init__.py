@@ -14,16 +14,19 @@ Design of the ambiguity
 * **Invented names.** Entities are made-up syllable pairs (:data:`ENTITY_NAMES`:
   "Velova", "Yadux", ...), so a pretrained BERT has no prior about their type. Every name is drawn from one pool
   for every type, so across the data the same name is PER, LOC, ORG and MISC.
-* **Ambiguous tweets** (share ``p_ambiguous``) put a one- or two-word name into a
-  *type-neutral* template ("can't stop thinking about Velova today", "Yadux is
-  everywhere this week #wow"). The type is drawn uniformly, independently of name
+* **Ambiguous tweets** (share ``p_ambiguous``, 0.7 by default) put a one- or two-word
+  name into a *type-neutral* template ("can't stop thinking about Velova today", "Yadux
+  is everywhere this week #wow"). Their names come from a small pool
+  (:data:`~minimner.data.synthetic.text.AMBIGUOUS_NAMES`, 16 names), so each name
+  appears in many tweets with every type: a tagger cannot learn the training tweets'
+  types by heart from their text. The type is drawn uniformly, independently of name
   and template, so the text alone gives a chance-level guess (1/4). The **picture
   decides**: PER -> a person (head, hair, body; varied skin and clothes colours),
   LOC -> a place (a skyline with lit window grids, or a street map with water and a
   pin), ORG -> a logo (a bold outlined badge, saturated, with a striped field and
   stroke letters on a band), MISC -> an event or product (a gold trophy before a red
   curtain, a football in a floodlit night stadium, or a fireworks poster).
-* **Text-decidable tweets** (share ``p_typed``) use typed context ("flying to Norulo
+* **Text-decidable tweets** (share ``p_typed``, 0.2) use typed context ("flying to Norulo
   tomorrow", "@Osvek_FC signs a new striker", "RT @Ralimo : ...", "watching the Correl
   Cup final tonight"), including multi-word entities (``B-``/``I-``: "Mount Velova",
   "Davira United", "Correl Cup", first + last names). Their image shows the same type

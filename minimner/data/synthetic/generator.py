@@ -18,7 +18,7 @@ from minimner.vision.objects import class_id
 __all__ = ["generate", "DEFAULT_SIZES", "VERSION", "SPLITS"]
 
 #: Format version of the generated set (bump when the generator's output changes).
-VERSION = 2
+VERSION = 3
 
 #: Tweets per split of the default set, sized for a CPU demo that trains a text-only and a multimodal
 #: model: ~950 images, generated in ~3 s; random-init ResNet-18 features through the real pipeline take
@@ -163,8 +163,8 @@ def _write_split(out: Path, settings: dict, si: int, split: str, noise, images: 
 
 
 def generate(out_dir, seed: int = 0, sizes: dict | None = None, p_misleading: float = 0.1,
-             p_no_objects: float = 0.15, p_no_image: float = 0.05, p_ambiguous: float = 0.55,
-             p_typed: float = 0.3, image_size=(320, 256), jpeg_quality: int = 90) -> dict:
+             p_no_objects: float = 0.15, p_no_image: float = 0.05, p_ambiguous: float = 0.7,
+             p_typed: float = 0.2, image_size=(320, 256), jpeg_quality: int = 90) -> dict:
     """Write a synthetic multimodal tweet set whose images decide the ambiguous entity types.
 
     See the module docstring for the design. Files (all written atomically):

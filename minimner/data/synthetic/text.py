@@ -22,7 +22,11 @@ def _name_pool(n: int = 96) -> tuple[str, ...]:
 
 #: The invented names every entity is built from (the same pool for all four types).
 ENTITY_NAMES = _name_pool()
-AMBIGUOUS_NAMES = ENTITY_NAMES
+#: The names of the type-neutral (picture-decided) entities: a small pool, so that each name appears in many
+#: training tweets with all four types and the text cannot learn the training tweets' types by heart
+#: (with the whole pool most type-neutral tweets are unique and a tagger memorises them instead of reading
+#: the picture; measured in the README's demo section).
+AMBIGUOUS_NAMES = ENTITY_NAMES[:16]
 
 _HANDLES = ("@jess_22", "@mike88", "@daily_vibes", "@sam_k", "@coffee_addict", "@lisa_m", "@tom_b99",
             "@newsbot", "@its_jay", "@rachel_x")
