@@ -34,6 +34,8 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from minimner import backend
+from minimner.vision import images as vi
+from minimner.vision.objects import NO_OBJECT, class_name
 
 __all__ = ["feature_crop", "plot_image_attention", "plot_object_attention", "plot_gates", "plot_tweet"]
 
@@ -67,7 +69,6 @@ def feature_crop(path_or_image, size: int | None = None) -> np.ndarray:
 
     from PIL import Image
 
-    from minimner.vision import images as vi
 
     size = vi.CROP if size is None else int(size)
     if isinstance(path_or_image, (str, os.PathLike)):
@@ -212,7 +213,6 @@ def plot_image_attention(image, probs, word: str | None = None, ax=None, alpha: 
 # ------------------------------------------------------------------ object attention
 def _object_labels(names, O: int) -> list[str]:
     """O tick labels: strings as given; integer COCO ids through their class names."""
-    from minimner.vision.objects import NO_OBJECT, class_name
 
     names = list(backend.asnumpy(names).tolist()) if hasattr(names, "shape") else list(names)
     if len(names) != O:
@@ -412,6 +412,32 @@ def _tweet_text(ax, words: Sequence[str], word_index: int, per_line: int = 90, c
                 gid=f"counterfactual{k}")
 
 
+def _tweet_rows(words, txt2img, txt2obj, gates, word_index: int, counterfactuals):
+    """The chosen word's rows, checked: its text→image map, that map minus the tweet's mean map, its
+    text→object map, and the counterfactual tags (a dict). Raises ValueError for mismatched shapes."""
+    W = len(words)
+    if not 0 <= word_index < W:
+        raise ValueError(f"word_index {word_index} is out of range for {W} words")
+
+    def row(att, name, last):
+        a = backend.asnumpy(att)
+        if a.ndim not in (2, 3) or a.shape[-2] != W:
+            raise ValueError(f"{name} must be (W, {last}) or (heads, W, {last}) with W = {W}, got shape {a.shape}")
+        return a[..., word_index, :]                                      # (L,) or (h, L)
+
+    p_img = row(txt2img, "txt2img", "R")
+    a = backend.asnumpy(txt2img)
+    a = a.mean(axis=0) if a.ndim == 3 else a                              # (W, R) head mean
+    p_own = a[word_index] - a.mean(axis=0)                                # (R,) this word's row minus the tweet's mean
+    p_obj = row(txt2obj, "txt2obj", "O")
+    _gate_rows(gates, W)                                                  # validate before drawing anything
+    cf = dict(counterfactuals or {})
+    for label, tags in cf.items():
+        if len(tags) != W:
+            raise ValueError(f"counterfactual {label!r} has {len(tags)} tags for {W} words")
+    return p_img, p_own, p_obj, cf
+
+
 def plot_tweet(image, words: Sequence[str], txt2img, txt2obj, object_names: Sequence, object_mask, gates,
                word_index: int, title: str | None = None, figsize=None, counterfactuals=None):
     """One tweet explained for one word: text, image attention, object attention, gates.
@@ -460,25 +486,7 @@ def plot_tweet(image, words: Sequence[str], txt2img, txt2obj, object_names: Sequ
 
     words = [str(w) for w in words]
     W = len(words)
-    if not 0 <= word_index < W:
-        raise ValueError(f"word_index {word_index} is out of range for {W} words")
-
-    def row(att, name, last):
-        a = backend.asnumpy(att)
-        if a.ndim not in (2, 3) or a.shape[-2] != W:
-            raise ValueError(f"{name} must be (W, {last}) or (heads, W, {last}) with W = {W}, got shape {a.shape}")
-        return a[..., word_index, :]                                      # (L,) or (h, L)
-
-    p_img = row(txt2img, "txt2img", "R")
-    a = backend.asnumpy(txt2img)
-    a = a.mean(axis=0) if a.ndim == 3 else a                              # (W, R) head mean
-    p_own = a[word_index] - a.mean(axis=0)                                # (R,) this word's row minus the tweet's mean
-    p_obj = row(txt2obj, "txt2obj", "O")
-    _gate_rows(gates, W)                                                  # validate before drawing anything
-    cf = dict(counterfactuals or {})
-    for label, tags in cf.items():
-        if len(tags) != W:
-            raise ValueError(f"counterfactual {label!r} has {len(tags)} tags for {W} words")
+    p_img, p_own, p_obj, cf = _tweet_rows(words, txt2img, txt2obj, gates, word_index, counterfactuals)
     n_lines = 1 + sum(len(w) + 1 for w in words) // 90 + len(cf)
     G = max(len(gates), 1)
     n_img = 2
