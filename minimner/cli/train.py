@@ -35,7 +35,7 @@ def register(subparsers) -> None:
                    help="Hugging Face BERT folder or converted .npz (default: the installed MiniLM-L6-H384)")
     p.add_argument("--epochs", type=int, default=8, help="passes over the training tweets")
     p.add_argument("--batch-size", type=int, default=24, help="tweets per optimiser step (the paper's 24)")
-    p.add_argument("--lr", type=float, default=1e-4, help="peak AdamW learning rate (default 1e-4)")
+    p.add_argument("--lr", type=float, default=1e-4, help="AdamW peak learning rate (of BERT and, without the group options below, of every parameter)")
     p.add_argument("--lr-bert", type=float, default=None, metavar="LR",
                    help="peak rate of BERT's parameters (default: --lr)")
     p.add_argument("--lr-head", type=float, default=None, metavar="LR",
