@@ -113,7 +113,7 @@ class Explanation:
         names = [class_name(int(i)) if i else "" for i in self.objects]
         tagged = " ".join(f"{x}/{t}" if t != "O" else x for x, t in zip(self.words, self.tags))
         return plot_tweet(picture, self.words, self.txt2img, self.txt2obj, names, self.objects != 0, self.gates,
-                          w, title=title or tagged, rollout=self.rollout)
+                          w, title=title or tagged)
 
     def crf_figure(self, crf, constrained: bool = True):
         """The main CRF's transitions and this tweet's per-piece marginals with its Viterbi path.

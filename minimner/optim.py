@@ -166,17 +166,32 @@ class AdamW(_Optimizer):
     eps : ε added to the bias-corrected √v, default 1e-8 (torch's default).
     weight_decay : decoupled decay coefficient, default 0.01 (torch's default).
     no_decay : name substrings exempt from decay, default ("bias", "LayerNorm.weight").
+    lr_scale : optional ``{parameter name: factor}``; that parameter's learning rate is
+        ``factor · lr`` (default 1 for every name not listed). This is torch's parameter groups
+        in their simplest form: separate learning rates for BERT, the new layers and the CRF,
+        all following the one schedule set through ``lr``. The decoupled decay of a parameter
+        uses its own rate (``p ← p (1 − factor·lr·wd)``), as torch's groups do. Not part of the
+        state dict: it is configuration (``train`` records it in ``run.json``).
     """
 
     _hyper = ("lr", "betas", "eps", "weight_decay")
 
     def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
-                 weight_decay: float = 0.01, no_decay: Iterable[str] = ("bias", "LayerNorm.weight")):
+                 weight_decay: float = 0.01, no_decay: Iterable[str] = ("bias", "LayerNorm.weight"),
+                 lr_scale=None):
         if lr < 0 or eps < 0 or weight_decay < 0 or not (0 <= betas[0] < 1 and 0 <= betas[1] < 1):
             raise ValueError(f"invalid AdamW hyperparameters lr={lr}, betas={betas}, eps={eps}, "
                              f"weight_decay={weight_decay}")
         super().__init__(params, no_decay)
         self.lr, self.betas, self.eps, self.weight_decay = float(lr), tuple(betas), float(eps), float(weight_decay)
+        names = {n for n, _ in self.named_params}
+        scale = dict(lr_scale or {})
+        unknown = sorted(set(scale) - names)
+        if unknown:
+            raise ValueError(f"lr_scale names parameters the optimiser does not have: {unknown[:5]}")
+        if any(not (float(f) >= 0) for f in scale.values()):
+            raise ValueError("lr_scale factors must be non-negative numbers")
+        self.lr_scale = {n: float(scale.get(n, 1.0)) for n in names}
 
     def step(self, zero_grad: bool = False) -> None:
         """One update of every parameter that has a gradient (see the module docstring).
@@ -193,8 +208,9 @@ class AdamW(_Optimizer):
             st = self._state_for(name, p)
             st["step"] += 1
             t = st["step"]
-            decay = 1.0 - self.lr * self.weight_decay if self.decay[name] and self.weight_decay else None
-            step_size = self.lr / (1.0 - b1 ** t)            # lr / (1 − β1ᵗ), host float
+            lr = self.lr * self.lr_scale[name]               # this parameter's group rate
+            decay = 1.0 - lr * self.weight_decay if self.decay[name] and self.weight_decay else None
+            step_size = lr / (1.0 - b1 ** t)                 # lr / (1 − β1ᵗ), host float
             bc2_sqrt = math.sqrt(1.0 - b2 ** t)              # √(1 − β2ᵗ), host float
             m, v = st["exp_avg"], st["exp_avg_sq"]
             if backend.get_xp(g) is np and g.size > _BLOCK and all(a.flags.c_contiguous for a in (p.data, g, m, v)):

@@ -101,12 +101,19 @@ from minimner.tokenization import BertWordPieceTokenizer
 from minimner.vision.objects import load_objects
 
 __all__ = ["TrainConfig", "train", "train_step", "load_run", "run_source", "run_collator", "run_text_collator",
-           "evaluate_examples", "predict_sentences", "MODELS"]
+           "evaluate_examples", "predict_sentences", "MODELS", "group_learning_rates"]
 
 
 @dataclass
 class TrainConfig:
-    """Everything a training run depends on (saved to ``run.json``)."""
+    """Everything a training run depends on (saved to ``run.json``).
+
+    **Learning-rate groups** (``lr_bert``, ``lr_head``, ``lr_crf``): as in BERT-CRF practice, the
+    pretrained BERT can take a small rate while the freshly initialised layers after it (the
+    classifier; MGCMT's cross-modal encoders, gates and object embeddings) and the CRF's
+    transition scores take larger ones, or they barely move in a short run. Every group follows
+    the same warmup/decay schedule (:func:`group_learning_rates`).
+    """
 
     data_dir: str                       # folder with train.txt / valid.txt (CoNLL with IMGID)
     out: str                            # run folder
@@ -115,7 +122,10 @@ class TrainConfig:
     epochs: int = 8                     # the reference recipe uses 8
     batch_size: int = 24                # as in the paper
     eval_batch_size: int = 64
-    lr: float = 1e-4                    # AdamW peak learning rate
+    lr: float = 1e-4                    # AdamW peak learning rate (of every parameter without a group rate below)
+    lr_bert: float | None = None        # peak rate of BERT's parameters (None = lr)
+    lr_head: float | None = None        # peak rate of the layers after BERT, CRFs excepted (None = lr)
+    lr_crf: float | None = None         # peak rate of the CRF start/end/transition scores (None = lr)
     weight_decay: float = 0.01
     warmup: float = 0.1                 # fraction of all steps spent warming up
     max_grad_norm: float = 1.0          # global-norm clipping (0 disables)
@@ -163,6 +173,9 @@ class TrainConfig:
                 raise ValueError(f"{flag} must be an integer ≥ {low}, got {value!r}")
 
         check("--lr", self.lr, lambda v: 0 < v <= 1, "a finite number in (0, 1]")
+        for flag, value in (("--lr-bert", self.lr_bert), ("--lr-head", self.lr_head), ("--lr-crf", self.lr_crf)):
+            if value is not None:
+                check(flag, value, lambda v: 0 <= v <= 1, "a finite number in [0, 1] (0 freezes the group)")
         check("--weight-decay", self.weight_decay, lambda v: 0 <= v <= 1, "a finite number in [0, 1]")
         check("--warmup", self.warmup, lambda v: 0 <= v <= 1, "a fraction in [0, 1]")
         check("--max-grad-norm", self.max_grad_norm, lambda v: v >= 0, "a finite number ≥ 0 (0 disables)")
@@ -416,6 +429,42 @@ def _progress(iterable, **kw):
     return tqdm(iterable, dynamic_ncols=True, mininterval=1.0, **kw)
 
 
+def group_learning_rates(model, cfg: TrainConfig) -> dict:
+    """``{parameter name: peak learning rate}`` of a model under ``cfg``'s rate groups.
+
+    ``bert.*`` -> ``cfg.lr_bert``; the main and auxiliary CRFs' ``crf.*`` / ``aux_crf.*`` ->
+    ``cfg.lr_crf``; every other parameter (the new layers after BERT) -> ``cfg.lr_head``; a group
+    whose rate is None takes ``cfg.lr``.
+
+    Raises
+    ------
+    ValueError
+        for a negative rate.
+    """
+    rates = {"bert": cfg.lr_bert, "crf": cfg.lr_crf, "head": cfg.lr_head}
+    rates = {k: cfg.lr if v is None else float(v) for k, v in rates.items()}
+    if cfg.lr < 0 or any(not v >= 0 for v in rates.values()):
+        raise ValueError(f"learning rates must be non-negative, got lr={cfg.lr}, groups {rates}")
+    out = {}
+    for name, _ in model.named_parameters():
+        top = name.split(".", 1)[0]
+        out[name] = rates["bert" if top == "bert" else "crf" if top in ("crf", "aux_crf") else "head"]
+    return out
+
+
+def _group_record(model, cfg: TrainConfig) -> dict:
+    """run.json's ``lr_groups``: each group's peak rate and how many parameters (values) it holds."""
+    rates = group_learning_rates(model, cfg)
+    out = {}
+    for name, p in model.named_parameters():
+        top = name.split(".", 1)[0]
+        g = "bert" if top == "bert" else "crf" if top in ("crf", "aux_crf") else "head"
+        entry = out.setdefault(g, {"lr": rates[name], "tensors": 0, "values": 0})
+        entry["tensors"] += 1
+        entry["values"] += int(p.data.size)
+    return out
+
+
 # --------------------------------------------------------------------------- evaluation
 def predict_sentences(model, examples, batch_size: int = 64, constrained: bool = True,
                       desc: str = "predict", progress: bool = True, source=None, collator=None) -> list[list[str]]:
@@ -617,8 +666,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log=pri
     tokenizer = BertWordPieceTokenizer.from_pretrained(out / "bert")
     train_x, dev_x = encode_sentences(tokenizer, train_s), encode_sentences(tokenizer, dev_s)
     steps_per_epoch, total, warmup_steps = _schedule(cfg, len(train_x))
-    opt = AdamW(model.named_parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
-                no_decay=("bias", "LayerNorm.weight"))
+    opt = _optimiser(cfg, model, log)
     state = _resume_state(model, opt, rng, out, resume, log)
     if not (out / "run.json").exists():
         _write_run_json(cfg, out, bert_src, model, inputs, len(train_s), len(dev_s), steps_per_epoch, total)
@@ -707,6 +755,16 @@ def _schedule(cfg: TrainConfig, n_train: int) -> tuple[int, int, int]:
     return steps_per_epoch, total, int(cfg.warmup * total)
 
 
+def _optimiser(cfg: TrainConfig, model, log) -> AdamW:
+    """AdamW over every parameter, each group's rate a fixed multiple of ``cfg.lr``'s schedule."""
+    scale = {n: r / cfg.lr for n, r in group_learning_rates(model, cfg).items()}   # cfg.lr > 0 (validated)
+    if any(v is not None for v in (cfg.lr_bert, cfg.lr_head, cfg.lr_crf)):
+        log("learning rates: " + ", ".join(f"{g} {v['lr']:g} ({v['values']:,} values)"
+                                          for g, v in _group_record(model, cfg).items()))
+    return AdamW(model.named_parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
+                 no_decay=("bias", "LayerNorm.weight"), lr_scale=scale)
+
+
 def _resume_state(model, opt, rng, out: Path, resume: bool, log) -> dict:
     """The training state: a fresh one, or model, optimiser, generator and counters from ``last.npz``."""
     state = {"epoch": 0, "step": 0, "best_f1": -1.0, "best_epoch": -1, "bad_epochs": 0, "history": []}
@@ -729,8 +787,8 @@ def _write_run_json(cfg: TrainConfig, out: Path, bert_src: Path, model, inputs: 
         "char_vocab": CHAR_VOCAB if inputs.char_vocab is not None else None}
     write_text_atomic(out / "run.json", json.dumps({
         "config": dataclasses.asdict(cfg), "bert_source": str(bert_src), "bert_config": model.bert.config.to_dict(),
-        "num_tags": NUM_TAGS, "augment": _augment_record(cfg, inputs.table), "machine": describe(),
-        "train_sentences": n_train, "dev_sentences": n_dev, "steps_per_epoch": steps_per_epoch,
+        "num_tags": NUM_TAGS, "augment": _augment_record(cfg, inputs.table), "lr_groups": _group_record(model, cfg),
+        "machine": describe(), "train_sentences": n_train, "dev_sentences": n_dev, "steps_per_epoch": steps_per_epoch,
         "total_steps": total, **mgcmt}, indent=2))
 
 

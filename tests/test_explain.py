@@ -22,12 +22,12 @@ def test_rollout_rows_are_distributions_and_follow_the_image_attention(rng):
     np.testing.assert_allclose(rollout(one, to5)[0, [0, 5]], [0.5, 0.5])
 
 
-def test_plot_tweet_with_rollout_has_five_panels(rng):
+def test_plot_tweet_has_five_panels_and_the_second_is_the_words_own_row(rng):
     W, R, O = 3, 49, 5
     p = rng.random((W, R)); p /= p.sum(-1, keepdims=True)
     q = rng.random((W, O)); q /= q.sum(-1, keepdims=True)
     fig = plot_tweet(None, ["a", "b", "c"], p, q, ["person", "", "", "", ""], np.array([1, 0, 0, 0, 0], bool),
-                     {"image": rng.random((W, 4))}, 1, rollout=p[::-1])
+                     {"image": rng.random((W, 4))}, 1)
     labels = [ax.get_label() for ax in fig.axes[:5]]
-    assert labels == ["text", "image", "rollout", "objects", "gates"]
-    np.testing.assert_allclose(fig.axes[2].images[-1].get_array().ravel(), p[::-1][1])
+    assert labels == ["text", "image", "own", "objects", "gates"]
+    np.testing.assert_allclose(fig.axes[2].images[-1].get_array().ravel(), p[1] - p.mean(0), rtol=1e-6)

@@ -259,3 +259,35 @@ def test_adamw_step_can_zero_the_gradients_it_used(rng):
         for a, b in zip(*ps):
             np.testing.assert_array_equal(a.data, b.data)
             assert not b.grad.any()
+
+
+@pytest.mark.parity
+def test_adamw_lr_scale_matches_torch_parameter_groups(rng):
+    """lr_scale = torch's parameter groups with their own lr (decay at each group's own rate)."""
+    torch = pytest.importorskip("torch")
+    named = _named_params(rng)
+    scale = {"encoder.dense.weight": 0.1, "fus1_w1": 10.0, "fusion_bias": 0.0}
+    t_params = {n: torch.tensor(p.data.copy(), requires_grad=True) for n, p in named}
+    no_decay = ("bias", "LayerNorm.weight")
+    base_lr = 0.01
+    groups = [{"params": [t], "lr": base_lr * scale.get(n, 1.0),
+               "weight_decay": 0.0 if any(s in n for s in no_decay) else 0.1} for n, t in t_params.items()]
+    t_opt = torch.optim.AdamW(groups, lr=base_lr)
+    opt = AdamW(named, lr=base_lr, weight_decay=0.1, no_decay=no_decay, lr_scale=scale)
+    before = named[[n for n, _ in named].index("fusion_bias")][1].data.copy()
+    for grads in _grads(rng, 6):
+        for n, p in named:
+            p.grad = grads[n].copy()
+            t_params[n].grad = torch.tensor(grads[n])
+        opt.step()
+        t_opt.step()
+    for n, p in named:
+        np.testing.assert_allclose(p.data, t_params[n].detach().numpy(), rtol=1e-5, atol=1e-6, err_msg=n)
+    np.testing.assert_array_equal(dict(named)["fusion_bias"].data, before)      # factor 0: never moves
+
+
+def test_adamw_lr_scale_errors(rng):
+    with pytest.raises(ValueError, match="does not have"):
+        AdamW(_named_params(rng), lr=1e-3, lr_scale={"nope": 2.0})
+    with pytest.raises(ValueError, match="non-negative"):
+        AdamW(_named_params(rng), lr=1e-3, lr_scale={"fus1_w1": -1.0})

@@ -118,3 +118,42 @@ def test_missing_data_and_bert_are_clear_errors(tiny, tmp_path):
         train(_cfg(tiny, tmp_path / "b", bert=str(tmp_path / "nope")), progress=False)
     with pytest.raises(FileNotFoundError, match="not a finished minimner run"):
         load_run(tmp_path / "nothing")
+
+
+def test_learning_rate_groups_are_recorded_applied_and_resumable(tiny, tmp_path):
+    from minimner.train import group_learning_rates
+
+    out = tmp_path / "run"
+    cfg = _cfg(tiny, out, epochs=1, lr=1e-3, lr_bert=0.0, lr_head=2e-3, lr_crf=5e-2)
+    fresh, _, _ = load_run_weights_of_init(tiny, tmp_path)
+    train(cfg, progress=False, log=lambda *a: None)
+    info = json.loads((out / "run.json").read_text())
+    assert info["config"]["lr_head"] == 2e-3 and info["config"]["lr_crf"] == 5e-2
+    groups = info["lr_groups"]
+    assert {g: v["lr"] for g, v in groups.items()} == {"bert": 0.0, "head": 2e-3, "crf": 5e-2}
+    assert groups["crf"]["values"] == 13 * 13 + 2 * 13 and groups["head"]["tensors"] == 2    # classifier w, b
+    model, _, _ = load_run(out, "last")
+    rates = group_learning_rates(model, cfg)
+    assert rates["crf.transitions"] == 5e-2 and rates["classifier.weight"] == 2e-3
+    assert all(r == 0.0 for n, r in rates.items() if n.startswith("bert."))
+    after = model.state_dict()
+    # BERT's rate 0: its weights are exactly the initial ones; the head and the CRF moved
+    for k, v in fresh.items():
+        if k.startswith("bert."):
+            np.testing.assert_array_equal(after[k], v, err_msg=k)
+    assert np.abs(after["crf.transitions"] - fresh["crf.transitions"]).max() > 1e-3
+    # a resume with another group rate is refused; with the same one it is accepted
+    with pytest.raises(ValueError, match="different configuration"):
+        train(_cfg(tiny, out, epochs=2, lr=1e-3, lr_bert=0.0, lr_head=1e-3, lr_crf=5e-2), resume=True,
+              progress=False, log=lambda *a: None)
+    train(_cfg(tiny, out, epochs=2, lr=1e-3, lr_bert=0.0, lr_head=2e-3, lr_crf=5e-2), resume=True,
+          progress=False, log=lambda *a: None)
+    assert json.loads((out / "summary.json").read_text())["epochs_run"] == 2
+
+
+def load_run_weights_of_init(tiny, tmp_path):
+    """The state dict a run with ``_cfg``'s seed starts from (every group's rate 0: nothing moves)."""
+    out = tmp_path / "init"
+    train(_cfg(tiny, out, epochs=1, lr=1e-3, lr_bert=0.0, lr_head=0.0, lr_crf=0.0), progress=False,
+          log=lambda *a: None)
+    return load_run(out, "last")[0].state_dict(), None, None

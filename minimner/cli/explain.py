@@ -19,6 +19,7 @@ without it, none.
 from __future__ import annotations
 
 from minimner.cli import CLIError
+from minimner.data.multimodal import standardisation
 from minimner.explain import SingleImageSource, explain_tweet
 from minimner.plots.attention import feature_crop
 from minimner.plots.augment import plot_word_neighbours
@@ -73,6 +74,8 @@ def run(args) -> int:
             print(f"image {args.image}: missing (unreadable: {result.reason}); the tweet is explained without "
                   "a picture, as in training")
         else:
+            mean, std = standardisation(settings, grid.shape[1], f"{args.run}/run.json")
+            grid = grid if mean is None else (grid - mean) / std               # as the run's features were read
             print(f"image {args.image}: used ({extractor.arch} features, {grid.shape[0]} regions)")
             picture = feature_crop(args.image, extractor.size)
     else:

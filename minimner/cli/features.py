@@ -23,6 +23,7 @@ Dimension legend: R regions (49 = 7×7 at 224×224), C_img channels (2048 for Re
 """
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import time
@@ -114,6 +115,29 @@ def _settings(args, depth, splits) -> dict:
 
 
 def run(args) -> int:
+    summary = _extract(args)
+    for split, info in summary["splits"].items():
+        print(f"{split}: {info['done']}/{info['images']} images have features "
+              f"({info['written']} new), {len(info['missing'])} missing")
+    print(f"wrote {Path(args.out) / 'summary.json'}")
+    return 0
+
+
+def extract_features(images, ids, weights, out, arch: str = "resnet152", batch_size: int = 4,
+                     dtype: str = "float32", size: int = 224, seed: int = 0, train_crop: str = "random",
+                     splits=None, limit: int | None = None, progress: bool = True) -> dict:
+    """The ``features`` command as a library call (the demo uses it); the options are the command's.
+
+    Returns the summary the command writes to ``OUT/summary.json`` (per split: images, written,
+    already done, missing with the reason, upscaled).
+    """
+    return _extract(argparse.Namespace(images=str(images), ids=str(ids), weights=str(weights), out=str(out),
+                                       arch=arch, batch_size=batch_size, dtype=dtype, size=size, seed=seed,
+                                       train_crop=train_crop, splits=splits, limit=limit, no_progress=not progress))
+
+
+def _extract(args) -> OrderedDict:
+    """Extract the features the options ask for; returns the summary (also written to OUT/summary.json)."""
     images_dir, data_dir, out = Path(args.images), Path(args.ids), Path(args.out)
     depth, splits = _check_arguments(args, images_dir, data_dir)
     ids = {s: read_image_ids(data_dir / f"{s}.txt")[:args.limit] for s in splits}
@@ -135,11 +159,7 @@ def run(args) -> int:
         log.removeHandler(handler)
         log.setLevel(old_level)
         handler.close()
-    for split, info in summary["splits"].items():
-        print(f"{split}: {info['done']}/{info['images']} images have features "
-              f"({info['written']} new), {len(info['missing'])} missing")
-    print(f"wrote {out / 'summary.json'}")
-    return 0
+    return summary
 
 
 def _check_arguments(args, images_dir: Path, data_dir: Path) -> tuple[int, list[str]]:

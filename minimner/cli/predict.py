@@ -144,9 +144,9 @@ class _FolderPictures:
 class _FilePictures:
     """Pictures from image files, turned into grids with the run's ResNet chunk by chunk."""
 
-    def __init__(self, folder: Path, extractor, objects, slots: int, grid: tuple, channels: int):
+    def __init__(self, folder: Path, extractor, objects, slots: int, grid: tuple, channels: int, settings=None):
         self.folder, self.extractor, self.objects, self.slots = folder, extractor, objects, slots
-        self.grid, self.channels = grid, channels
+        self.grid, self.channels, self.settings = grid, channels, settings
 
     def for_chunk(self, sentences):
         files = {s.image_id: image_file(s.image_id, self.folder) for s in sentences if s.image_id is not None}
@@ -165,7 +165,7 @@ class _FilePictures:
         statuses = [(False, "no IMGID") if s.image_id is None
                     else (True, str(files[s.image_id])) if s.image_id in grids
                     else (False, why[s.image_id]) for s in sentences]
-        source = MultimodalSource(None, ImageGrids(grids, self.grid, self.channels), self.objects, slots=self.slots)
+        source = MultimodalSource(None, ImageGrids(grids, self.grid, self.channels, self.settings), self.objects, slots=self.slots)
         return source, statuses
 
 
@@ -196,7 +196,7 @@ def _pictures(args, info, model):
     obj_path = args.objects or info["config"].get("objects")
     return _FilePictures(folder, FeatureExtractor.from_settings(settings, weights=args.resnet),
                          load_objects(obj_path) if obj_path else None, mcfg["object_slots"], (side, side),
-                         mcfg["image_dim"])
+                         mcfg["image_dim"], settings)
 
 
 # ----------------------------------------------------------------------------- output

@@ -35,7 +35,14 @@ def register(subparsers) -> None:
                    help="Hugging Face BERT folder or converted .npz (default: the installed MiniLM-L6-H384)")
     p.add_argument("--epochs", type=int, default=8, help="passes over the training tweets")
     p.add_argument("--batch-size", type=int, default=24, help="tweets per optimiser step (the paper's 24)")
-    p.add_argument("--lr", type=float, default=1e-4, help="AdamW peak learning rate")
+    p.add_argument("--lr", type=float, default=1e-4, help="AdamW peak learning rate (of BERT and, without the group options below, of every parameter)")
+    p.add_argument("--lr-bert", type=float, default=None, metavar="LR",
+                   help="peak rate of BERT's parameters (default: --lr)")
+    p.add_argument("--lr-head", type=float, default=None, metavar="LR",
+                   help="peak rate of the new layers after BERT: classifier, cross-modal encoders, gates, object "
+                        "embeddings (default: --lr)")
+    p.add_argument("--lr-crf", type=float, default=None, metavar="LR",
+                   help="peak rate of the CRF transition scores (default: --lr); all groups share the schedule")
     p.add_argument("--weight-decay", type=float, default=0.01, help="AdamW decoupled weight decay")
     p.add_argument("--warmup", type=float, default=0.1, help="fraction of steps used for linear warmup")
     p.add_argument("--max-grad-norm", type=float, default=1.0, help="global-norm clipping (0 disables)")
@@ -94,7 +101,8 @@ def run(args) -> int:
     aug = augment_config_from_args(args)
     cfg = training.TrainConfig(
         data_dir=args.data, out=args.out, model=args.model, bert=args.bert, epochs=args.epochs,
-        batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, warmup=args.warmup,
+        batch_size=args.batch_size, lr=args.lr, lr_bert=args.lr_bert, lr_head=args.lr_head,
+        lr_crf=args.lr_crf, weight_decay=args.weight_decay, warmup=args.warmup,
         max_grad_norm=args.max_grad_norm, seed=args.seed, patience=args.patience,
         constrained=not args.unconstrained, limit=args.limit, max_steps=args.max_steps,
         aug=aug.mode, lexicon=aug.lexicon, aug_k=aug.k, aug_case=aug.case, aug_oov=aug.oov,

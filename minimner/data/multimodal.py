@@ -36,9 +36,11 @@ from typing import Mapping
 import numpy as np
 
 from minimner import backend
+from minimner.atomic import write_json_atomic
 from minimner.vision.objects import image_key, lookup_batch
 
-__all__ = ["ImageFeatures", "ImageGrids", "MultimodalSource", "feature_channels"]
+__all__ = ["ImageFeatures", "ImageGrids", "MultimodalSource", "feature_channels", "standardise_features",
+           "standardisation"]
 
 #: Output channels of the last ResNet stage, by depth.
 _CHANNELS = {18: 512, 34: 512, 50: 2048, 101: 2048, 152: 2048}
@@ -51,6 +53,64 @@ def feature_channels(arch: str) -> int:
     except (KeyError, ValueError):
         raise ValueError(f"unknown ResNet architecture {arch!r}; expected one of "
                          f"{', '.join('resnet%d' % d for d in _CHANNELS)}") from None
+
+
+def standardise_features(root, split: str = "train") -> dict:
+    """Record the per-channel mean and std of a features folder's ``split`` in its ``features.json``.
+
+    ``mean[c]`` and ``std[c]`` are taken over every region of every image of ``split`` (the
+    training split: nothing of dev or test is looked at). From then on :class:`ImageFeatures`
+    returns ``(grid − mean) / std`` for every split, and so does :class:`ImageGrids` built from
+    that folder's settings (prediction and explanation of new pictures); the ``.npy`` files are
+    not changed. Calling it again recomputes the entry from the files.
+
+    Why: the features of a *randomly initialised* ResNet (the demo's; no pretrained one is
+    available here) share one large common component (the mean over a picture's regions has
+    cosine 0.9 between any two pictures), so what tells pictures apart is a small part of each
+    vector; a freshly initialised cross-modal layer then learns to read it far too slowly
+    (measured in the README's demo section). Standardising is the usual input normalisation that
+    removes the common part.
+
+    Returns
+    -------
+    dict : the ``standardise`` entry (``split``, ``images``, ``mean``, ``std`` as lists of C_img floats).
+
+    Raises
+    ------
+    FileNotFoundError
+        when the folder or its ``split`` has no feature files.
+    """
+    feats = ImageFeatures(root)
+    files = sorted((feats.root / split).glob("*.npy"))
+    if not files:
+        raise FileNotFoundError(f"{feats.root / split}: no feature files to standardise with")
+    total = np.zeros(feats.channels, np.float64)                              # (C_img,) running Σ x
+    total_sq = np.zeros(feats.channels, np.float64)                           # (C_img,) running Σ x²
+    n = 0
+    for f in files:
+        g = feats._read_grid(f).astype(np.float64)                             # (R, C_img), checked
+        total += g.sum(0)
+        total_sq += (g * g).sum(0)
+        n += g.shape[0]
+    mean = total / n                                                          # (C_img,)
+    std = np.sqrt(np.maximum(total_sq / n - mean * mean, 0.0)) + 1e-3         # dead channels: no division by 0
+    entry = {"split": split, "images": len(files), "mean": [float(x) for x in mean], "std": [float(x) for x in std]}
+    settings = {k: v for k, v in feats.settings.items() if k != "standardise"}
+    write_json_atomic(feats.root / "features.json", dict(settings, standardise=entry))
+    return entry
+
+
+def standardisation(settings: dict, channels: int, where) -> tuple:
+    """``(mean, std)`` (C_img,) float32 of a features settings' ``standardise`` entry, or ``(None, None)``."""
+    st = settings.get("standardise")
+    if not st:
+        return None, None
+    mean = np.asarray(st.get("mean", ()), dtype=np.float32)                   # (C_img,)
+    std = np.asarray(st.get("std", ()), dtype=np.float32)                     # (C_img,)
+    if mean.shape != (channels,) or std.shape != (channels,) or not (std > 0).all() or not np.isfinite(mean).all():
+        raise ValueError(f"{where}: malformed standardise entry (mean and std must be {channels} finite values, "
+                         "std > 0)")
+    return mean, std
 
 
 class ImageFeatures:
@@ -91,6 +151,7 @@ class ImageFeatures:
             raise ValueError(f"{path}: malformed features settings (size {self.settings['size']!r} < 1)")
         self.grid = (side, side)
         self.regions = side * side
+        self.mean, self.std = standardisation(self.settings, self.channels, path)   # (C_img,) each, or None
 
     def path(self, split: str, image_id: str) -> Path:
         return self.root / split / f"{image_id}.npy"
@@ -178,6 +239,8 @@ class ImageFeatures:
                 continue
             grid[b] = self._read_grid(p)                                      # float16 files are widened here
             present[b] = True
+        if self.mean is not None:
+            grid[present] = (grid[present] - self.mean) / self.std            # (b, R, C_img) standardised
         return grid, present
 
 
@@ -187,13 +250,16 @@ class ImageGrids:
 
     Parameters
     ----------
-    grids : mapping image id → (R, C_img) float32 grid.
+    grids : mapping image id → (R, C_img) float32 grid, as the ResNet gives it.
     grid : (h, w) with h·w = R.
     channels : C_img.
+    settings : the run's features settings; their ``standardise`` entry (:func:`standardise_features`),
+        if any, is applied to every grid as :class:`ImageFeatures` does.
     """
 
-    def __init__(self, grids: Mapping, grid: tuple, channels: int):
+    def __init__(self, grids: Mapping, grid: tuple, channels: int, settings: Mapping | None = None):
         self.grids, self.grid, self.channels = dict(grids), tuple(grid), int(channels)
+        self.mean, self.std = standardisation(settings or {}, self.channels, "the run's features settings")
         self.regions = self.grid[0] * self.grid[1]
         for key, g in self.grids.items():
             if tuple(np.shape(g)) != (self.regions, self.channels):
@@ -207,6 +273,8 @@ class ImageGrids:
         for b, image_id in enumerate(image_ids):
             if image_id is not None and image_id in self.grids:
                 grid[b], present[b] = self.grids[image_id], True
+        if self.mean is not None:
+            grid[present] = (grid[present] - self.mean) / self.std            # (b, R, C_img) standardised
         return grid, present
 
 

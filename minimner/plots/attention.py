@@ -34,6 +34,8 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from minimner import backend
+from minimner.vision import images as vi
+from minimner.vision.objects import NO_OBJECT, class_name
 
 __all__ = ["feature_crop", "plot_image_attention", "plot_object_attention", "plot_gates", "plot_tweet"]
 
@@ -67,7 +69,6 @@ def feature_crop(path_or_image, size: int | None = None) -> np.ndarray:
 
     from PIL import Image
 
-    from minimner.vision import images as vi
 
     size = vi.CROP if size is None else int(size)
     if isinstance(path_or_image, (str, os.PathLike)):
@@ -131,7 +132,8 @@ def _word_title(kind: str, word, heads) -> str:
 
 # ------------------------------------------------------------------- image attention
 def plot_image_attention(image, probs, word: str | None = None, ax=None, alpha: float = 0.55,
-                         cmap: str = "inferno", mark_max: bool = True, colorbar: bool = True):
+                         cmap: str | None = None, mark_max: bool = True, colorbar: bool = True,
+                         signed: bool = False):
     """Text→image attention of one word over the g×g region grid, overlaid on the picture.
 
     ``probs[r]`` is the attention weight the word puts on region r (a softmax over
@@ -150,7 +152,9 @@ def plot_image_attention(image, probs, word: str | None = None, ax=None, alpha: 
     word : the query word (title)
     ax : matplotlib Axes, optional (a new Figure is created otherwise)
     alpha : opacity of the attention layer over the picture
-    cmap : colour map of the attention layer
+    cmap : colour map of the attention layer (default inferno; coolwarm when ``signed``)
+    signed : draw a signed map (e.g. a word's attention minus the tweet's mean attention) on a
+        symmetric scale around 0 instead of 0..max
     mark_max : outline the cell with the largest weight
     colorbar : add a colour bar for the weights
 
@@ -178,9 +182,14 @@ def plot_image_attention(image, probs, word: str | None = None, ax=None, alpha: 
         ax.imshow(pic, extent=(0, Wi, Hi, 0))
     else:
         Hi = Wi = g
-    vmax = float(grid.max()) if grid.max() > 0 else 1.0
+    if signed:
+        vmax = float(np.abs(grid).max()) or 1.0
+        vmin, cmap = -vmax, cmap or "coolwarm"
+    else:
+        vmax = float(grid.max()) if grid.max() > 0 else 1.0
+        vmin, cmap = 0.0, cmap or "inferno"
     im = ax.imshow(grid, extent=(0, Wi, Hi, 0), cmap=cmap, alpha=alpha if image is not None else 1.0,
-                   vmin=0.0, vmax=vmax, interpolation="nearest")
+                   vmin=vmin, vmax=vmax, interpolation="nearest")
     cw, ch = Wi / g, Hi / g                                               # cell width and height in pixels
     ax.set_xticks([cw * (c + 0.5) for c in range(g)], [str(c) for c in range(g)], fontsize=8)
     ax.set_yticks([ch * (r + 0.5) for r in range(g)], [str(r) for r in range(g)], fontsize=8)
@@ -197,14 +206,13 @@ def plot_image_attention(image, probs, word: str | None = None, ax=None, alpha: 
     title = _word_title("text→image attention", word, heads)
     ax.set_title(title if image is not None else title + "\n(no image: grid only)", fontsize=10)
     if colorbar:
-        ax.figure.colorbar(im, ax=ax, shrink=0.8, label="attention weight")
+        ax.figure.colorbar(im, ax=ax, shrink=0.8, label="weight − tweet mean" if signed else "attention weight")
     return ax
 
 
 # ------------------------------------------------------------------ object attention
 def _object_labels(names, O: int) -> list[str]:
     """O tick labels: strings as given; integer COCO ids through their class names."""
-    from minimner.vision.objects import NO_OBJECT, class_name
 
     names = list(backend.asnumpy(names).tolist()) if hasattr(names, "shape") else list(names)
     if len(names) != O:
@@ -371,8 +379,9 @@ def plot_gates(words: Sequence[str], gates: Mapping[str, object], ax=None, highl
 
 
 # -------------------------------------------------------------------------- one tweet
-def _tweet_text(ax, words: Sequence[str], word_index: int, per_line: int = 90) -> None:
-    """The tweet's words left to right (wrapped), the chosen one on a yellow box."""
+def _tweet_text(ax, words: Sequence[str], word_index: int, per_line: int = 90, counterfactuals=None) -> None:
+    """The tweet's words left to right (wrapped), the chosen one on a yellow box; then one line per
+    entry of ``counterfactuals`` (label -> tags): the entities it decodes, the chosen word's tag first."""
     lines, cur, n = [], [], 0
     for i, w in enumerate(words):
         if cur and n + len(w) + 1 > per_line:
@@ -383,7 +392,8 @@ def _tweet_text(ax, words: Sequence[str], word_index: int, per_line: int = 90) -
     if cur:
         lines.append(cur)
     ax.set_axis_off()
-    step = 1.0 / (len(lines) + 1)
+    cf = dict(counterfactuals or {})
+    step = 1.0 / (len(lines) + len(cf) + 1)
     for li, idx in enumerate(lines):
         prev = None
         for i in idx:
@@ -395,16 +405,52 @@ def _tweet_text(ax, words: Sequence[str], word_index: int, per_line: int = 90) -
             else:                                  # chain each word after the previous one's right edge
                 prev = ax.annotate(words[i], xy=(1, 0.5), xycoords=prev, xytext=(5, 0),
                                    textcoords="offset points", **kw)
+    for k, (label, tags) in enumerate(cf.items()):
+        ents = " ".join(f"{w}/{t}" for w, t in zip(words, tags) if t != "O") or "(no entity)"
+        ax.text(0.0, 1.0 - step * (len(lines) + k + 1), f"{label}: {words[word_index]!r} → {tags[word_index]}"
+                f"     [{ents}]", transform=ax.transAxes, fontsize=10, va="center", family="monospace",
+                gid=f"counterfactual{k}")
+
+
+def _tweet_rows(words, txt2img, txt2obj, gates, word_index: int, counterfactuals):
+    """The chosen word's rows, checked: its text→image map, that map minus the tweet's mean map, its
+    text→object map, and the counterfactual tags (a dict). Raises ValueError for mismatched shapes."""
+    W = len(words)
+    if not 0 <= word_index < W:
+        raise ValueError(f"word_index {word_index} is out of range for {W} words")
+
+    def row(att, name, last):
+        a = backend.asnumpy(att)
+        if a.ndim not in (2, 3) or a.shape[-2] != W:
+            raise ValueError(f"{name} must be (W, {last}) or (heads, W, {last}) with W = {W}, got shape {a.shape}")
+        return a[..., word_index, :]                                      # (L,) or (h, L)
+
+    p_img = row(txt2img, "txt2img", "R")
+    a = backend.asnumpy(txt2img)
+    a = a.mean(axis=0) if a.ndim == 3 else a                              # (W, R) head mean
+    p_own = a[word_index] - a.mean(axis=0)                                # (R,) this word's row minus the tweet's mean
+    p_obj = row(txt2obj, "txt2obj", "O")
+    _gate_rows(gates, W)                                                  # validate before drawing anything
+    cf = dict(counterfactuals or {})
+    for label, tags in cf.items():
+        if len(tags) != W:
+            raise ValueError(f"counterfactual {label!r} has {len(tags)} tags for {W} words")
+    return p_img, p_own, p_obj, cf
 
 
 def plot_tweet(image, words: Sequence[str], txt2img, txt2obj, object_names: Sequence, object_mask, gates,
-               word_index: int, title: str | None = None, figsize=None, rollout=None):
+               word_index: int, title: str | None = None, figsize=None, counterfactuals=None):
     """One tweet explained for one word: text, image attention, object attention, gates.
 
-    Layout: the tweet text on top with word ``word_index`` highlighted; below it the
-    word's text→image attention over the picture (:func:`plot_image_attention`) and its
-    text→object attention (:func:`plot_object_attention`) side by side; at the bottom
-    the fusion gates of every word, the chosen column outlined (:func:`plot_gates`).
+    Layout: the tweet text on top with word ``word_index`` highlighted (and, given
+    ``counterfactuals``, one line of tags per input setting under it); below it the word's
+    text→image attention over the picture (:func:`plot_image_attention`), the same row minus
+    the mean row of all the tweet's words (signed: where *this* word looks more, red, or less,
+    blue, than the tweet's words on average) and its text→object attention
+    (:func:`plot_object_attention`); at the bottom the fusion gates of every word, the chosen
+    column outlined (:func:`plot_gates`). Every panel but the gates (all words, chosen one
+    outlined) shows the chosen word's own row: two words with different attention rows give
+    different panels.
 
     The attention rows are per *word*: from the model's (B, h, T, ·) maps take one
     tweet and the rows of the words' first word pieces, e.g.
@@ -421,15 +467,14 @@ def plot_tweet(image, words: Sequence[str], txt2img, txt2obj, object_names: Sequ
     gates : mapping name -> (W,) or (W, C), values in [0, 1] (may be empty)
     word_index : the word to explain, 0 ≤ word_index < W
     title : figure title (default: the chosen word)
-    rollout : optional (W, R) or (h, W, R) second text→image map drawn beside the first, e.g.
-        the attention rolled out through the image self-attention
-        (:attr:`minimner.explain.Explanation.rollout`); its panel is labelled ``"rollout"``
-    figsize : matplotlib figure size (default (12, ~9))
+    counterfactuals : optional mapping label -> W tags (e.g. ``{"MGCMT": tags, "without the
+        picture": tags, …}``), printed under the tweet with the chosen word's tag marked
+    figsize : matplotlib figure size (default (17.5, ~9))
 
     Returns
     -------
-    matplotlib.figure.Figure. ``fig.axes[:4]`` are the text, image-attention,
-    object-attention and gate Axes (labels ``"text"``, ``"image"``, ``"objects"``,
+    matplotlib.figure.Figure. ``fig.axes[:5]`` are the text, image-attention, own-attention,
+    object-attention and gate Axes (labels ``"text"``, ``"image"``, ``"own"``, ``"objects"``,
     ``"gates"``), followed by the colour bars.
 
     Raises
@@ -441,22 +486,10 @@ def plot_tweet(image, words: Sequence[str], txt2img, txt2obj, object_names: Sequ
 
     words = [str(w) for w in words]
     W = len(words)
-    if not 0 <= word_index < W:
-        raise ValueError(f"word_index {word_index} is out of range for {W} words")
-
-    def row(att, name, last):
-        a = backend.asnumpy(att)
-        if a.ndim not in (2, 3) or a.shape[-2] != W:
-            raise ValueError(f"{name} must be (W, {last}) or (heads, W, {last}) with W = {W}, got shape {a.shape}")
-        return a[..., word_index, :]                                      # (L,) or (h, L)
-
-    p_img = row(txt2img, "txt2img", "R")
-    p_roll = None if rollout is None else row(rollout, "rollout", "R")
-    p_obj = row(txt2obj, "txt2obj", "O")
-    _gate_rows(gates, W)                                                  # validate before drawing anything
-    n_lines = 1 + sum(len(w) + 1 for w in words) // 90
+    p_img, p_own, p_obj, cf = _tweet_rows(words, txt2img, txt2obj, gates, word_index, counterfactuals)
+    n_lines = 1 + sum(len(w) + 1 for w in words) // 90 + len(cf)
     G = max(len(gates), 1)
-    n_img = 1 if p_roll is None else 2
+    n_img = 2
     if figsize is None:
         figsize = (max(12.0 + 5.5 * (n_img - 1), 0.55 * W + 3), 7.0 + 0.3 * n_lines + 0.45 * G)
     fig = Figure(figsize=figsize, layout="constrained")
@@ -464,15 +497,14 @@ def plot_tweet(image, words: Sequence[str], txt2img, txt2obj, object_names: Sequ
                           width_ratios=[1.1] * n_img + [1.0])
     ax_txt = fig.add_subplot(gs[0, :], label="text")
     ax_img = fig.add_subplot(gs[1, 0], label="image")
-    ax_roll = fig.add_subplot(gs[1, 1], label="rollout") if p_roll is not None else None
+    ax_own = fig.add_subplot(gs[1, 1], label="own")
     ax_obj = fig.add_subplot(gs[1, n_img], label="objects")
     ax_gate = fig.add_subplot(gs[2, :], label="gates")
-    _tweet_text(ax_txt, words, word_index)
+    _tweet_text(ax_txt, words, word_index, counterfactuals=cf)
     plot_image_attention(image, p_img, word=words[word_index], ax=ax_img)
-    if p_roll is not None:
-        plot_image_attention(image, p_roll, word=words[word_index], ax=ax_roll)
-        ax_roll.set_title(f"{words[word_index]!r} → image, rolled out through the image self-attention",
-                          fontsize=10)
+    plot_image_attention(image, p_own, word=words[word_index], ax=ax_own, signed=True)
+    ax_own.set_title(f"{words[word_index]!r} → image, minus the mean of the tweet's {W} words\n"
+                     "(red: this word looks there more than the others)", fontsize=10)
     plot_object_attention(p_obj, object_names, object_mask, word=words[word_index], ax=ax_obj)
     plot_gates(words, gates, ax=ax_gate, highlight=word_index)
     fig.suptitle(title if title is not None else f"word {word_index}: {words[word_index]!r}", fontsize=12)

@@ -83,3 +83,32 @@ def test_coverage_counts_features_and_objects(feats):
     assert MultimodalSource("train").coverage(sents) == {"tweets": 4, "with_image_id": 3, "with_features": None,
                                                          "with_objects": None}
     assert MultimodalSource("valid", feats).coverage(sents)["with_features"] == 0   # no valid/ folder
+
+
+def test_standardise_features_records_train_statistics_and_readers_apply_them(feats, tmp_path):
+    """The train split's per-channel mean/std go into features.json; ImageFeatures and ImageGrids standardise."""
+    from minimner.data.multimodal import ImageGrids, standardise_features
+
+    raw = {i: np.load(feats.root / "train" / f"{i}.npy") for i in ("1", "2", "3")}
+    entry = standardise_features(feats.root, "train")
+    stacked = np.concatenate(list(raw.values())).astype(np.float64)                 # (3R, C_img)
+    np.testing.assert_allclose(entry["mean"], stacked.mean(0), rtol=1e-6)
+    np.testing.assert_allclose(entry["std"], stacked.std(0) + 1e-3, rtol=1e-6)
+    again = ImageFeatures(feats.root)
+    grid, present = again.lookup("train", ["1", None, "3"])
+    assert present.tolist() == [True, False, True] and not grid[1].any()            # a missing image stays zero
+    mean, std = np.asarray(entry["mean"], np.float32), np.asarray(entry["std"], np.float32)
+    np.testing.assert_allclose(grid[0], (raw["1"] - mean) / std, rtol=1e-5, atol=1e-6)
+    z, _ = again.lookup("train", ["1", "2", "3"])
+    assert abs(float(z.mean())) < 1e-4 and abs(float(z.std()) - 1) < 1e-2         # standardised over train
+    grids = ImageGrids({"x": raw["2"]}, again.grid, again.channels, settings=again.settings)
+    np.testing.assert_allclose(grids.lookup(None, ["x"])[0][0], z[1], rtol=1e-5, atol=1e-6)
+    assert standardise_features(feats.root, "train") == entry                       # idempotent: raw files unchanged
+
+
+def test_malformed_standardise_entry_is_refused(feats):
+    settings = json.loads((feats.root / "features.json").read_text())
+    settings["standardise"] = {"mean": [0.0] * 3, "std": [1.0] * 3}
+    (feats.root / "features.json").write_text(json.dumps(settings))
+    with pytest.raises(ValueError, match="malformed standardise entry"):
+        ImageFeatures(feats.root)

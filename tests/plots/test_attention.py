@@ -216,9 +216,11 @@ def test_tweet_figure_combines_the_panels(tweet):
     from matplotlib.figure import Figure
     fig = plot_tweet(**tweet, word_index=3)
     assert isinstance(fig, Figure)
-    ax_txt, ax_img, ax_obj, ax_gate = fig.axes[:4]
-    assert [a.get_label() for a in fig.axes[:4]] == ["text", "image", "objects", "gates"]
+    ax_txt, ax_img, ax_own, ax_obj, ax_gate = fig.axes[:5]
+    assert [a.get_label() for a in fig.axes[:5]] == ["text", "image", "own", "objects", "gates"]
     np.testing.assert_allclose(ax_img.images[-1].get_array(), tweet["txt2img"][:, 3].mean(0).reshape(7, 7))
+    mean = tweet["txt2img"].mean(0)                                # (W, R) head mean
+    np.testing.assert_allclose(ax_own.images[-1].get_array(), (mean[3] - mean.mean(0)).reshape(7, 7), atol=1e-12)
     np.testing.assert_allclose([b.get_width() for b in ax_obj.patches[:5]], tweet["txt2obj"][:, 3].mean(0))
     assert [t.get_text() for t in ax_obj.get_yticklabels()][2:] == [f"{o}: (no object)" for o in (2, 3, 4)]
     np.testing.assert_allclose(ax_gate.images[0].get_array()[:, 3],
@@ -238,6 +240,38 @@ def test_tweet_single_head_no_image_no_gates(tweet):
     assert "heads" not in fig.axes[1].get_title()
     assert fig._suptitle.get_text() == "one tweet"
     assert _png(fig)[:4] == b"\x89PNG"
+
+
+def _panel_arrays(fig):
+    """The drawn data of the word-specific panels: image attention, own attention, object bars."""
+    ax_img, ax_own, ax_obj = fig.axes[1:4]
+    return (np.asarray(ax_img.images[-1].get_array()), np.asarray(ax_own.images[-1].get_array()),
+            np.array([b.get_width() for b in ax_obj.patches[:5]]))
+
+
+def test_tweet_panels_depend_on_the_word(tweet):
+    # two words of one tweet whose attention rows differ: every word-specific panel differs
+    a, b = _panel_arrays(plot_tweet(**tweet, word_index=0)), _panel_arrays(plot_tweet(**tweet, word_index=4))
+    for x, y in zip(a, b):
+        assert np.abs(x - y).max() > 1e-3
+    # the same rows for both words: the panels are the same (what differs is the model's attention)
+    same = dict(tweet, txt2img=tweet["txt2img"].copy(), txt2obj=tweet["txt2obj"].copy())
+    same["txt2img"][:, 4], same["txt2obj"][:, 4] = same["txt2img"][:, 0], same["txt2obj"][:, 0]
+    a, b = _panel_arrays(plot_tweet(**same, word_index=0)), _panel_arrays(plot_tweet(**same, word_index=4))
+    for x, y in zip(a, b):
+        np.testing.assert_allclose(x, y)
+
+
+def test_tweet_counterfactual_lines(tweet):
+    tags = {"MGCMT": ["B-PER", "I-PER", "O", "B-LOC", "I-LOC", "O"],
+            "without the picture": ["B-ORG", "I-ORG", "O", "O", "O", "O"]}
+    fig = plot_tweet(**tweet, word_index=0, counterfactuals=tags)
+    lines = {t.get_gid(): t.get_text() for t in fig.axes[0].texts}
+    assert lines["counterfactual0"].startswith("MGCMT: 'Kevin' → B-PER")
+    assert lines["counterfactual1"].startswith("without the picture: 'Kevin' → B-ORG")
+    assert "Kevin/B-ORG Durant/I-ORG" in lines["counterfactual1"]
+    with pytest.raises(ValueError, match="counterfactual 'x' has 2 tags for 6 words"):
+        plot_tweet(**tweet, word_index=0, counterfactuals={"x": ["O", "O"]})
 
 
 def test_tweet_bad_arguments(tweet):
