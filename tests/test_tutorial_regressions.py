@@ -174,7 +174,7 @@ def test_t10_figures_draw_the_data(t10):
     gates_words = {k: v[0, s.first] for k, v in s.model.gates.items()}
     fig = plot_tweet(s.crop, s.words, txt2img_words, txt2obj_words, s.objects[0], s.obj_mask, gates_words,
                      word_index=word, title="random MGCMT: what 'dog' looks at")
-    ax_img, ax_obj, ax_gate = fig.axes[1:4]
+    ax_img, _, ax_obj, ax_gate = fig.axes[1:5]                      # text, image, own row, objects, gates
     grid = ax_img.images[-1].get_array()
     assert np.allclose(grid, txt2img_words[:, word].mean(0).reshape(7, 7))
     assert np.allclose([b.get_width() for b in ax_obj.patches[:4]], txt2obj_words[:, word].mean(0))

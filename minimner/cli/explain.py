@@ -4,8 +4,9 @@
                                [--objects person,car] [--word Varno] [--out FIG.png]
 
 Prints the predicted tags and writes the figures of :mod:`minimner.explain`: ``OUT`` (the
-chosen word's text → image attention over the picture's 7×7 grid, the same rolled out
-through the image self-attention, its text → object attention, every word's fusion gates),
+chosen word's text → image attention over the picture's 7×7 grid, the same row minus the mean
+row of the tweet's words (where this word looks more than the others), its text → object
+attention, every word's fusion gates),
 ``OUT_crf.png`` (the main CRF's transitions and this tweet's per-piece marginals with the
 decoded path), ``OUT_augment.png`` (the chosen word's semantic-augmentation neighbours, for
 runs with augmentation) and ``OUT_training.png`` (the run's training curves). ``--image``
