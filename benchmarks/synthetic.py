@@ -68,8 +68,12 @@ def markdown(result: dict) -> str:
         lines.append(f"| {s} | {a['text']['test_f1']:.4f} | {a['multimodal']['test_f1']:.4f} | {rec} | "
                      f"{r['dev_f1']['text']:.4f} / {r['dev_f1']['multimodal']:.4f} | "
                      f"{r['crf_transitions']['O_to_I']:+.2f} | {g.get('entity', 0):.2f} / {g.get('O', 0):.2f} |")
-    lines += ["", f"Time per seed (train both side by side + score; machine load slows it): "
-              f"{_ms([r['seconds'] for r in rows], 0)} s.", "", f"Command: `{result['command']}`.", "",
+    trained = [r["seconds"] for r in rows if r.get("trained", True)]
+    reused = [str(s) for s, r in zip(seeds, rows) if not r.get("trained", True)]
+    lines += ["", f"Time per trained seed (train both side by side + score; machine load slows it): "
+              f"{_ms(trained, 0) if trained else 'none trained'} s"
+              + (f"; seed(s) {', '.join(reused)} reused runs already in ROOT and were only re-scored." if reused else ".")
+              , "", f"Command: `{result['command']}`.", "",
               H.machine_line(result["machine"]) + "\n"]
     return "\n".join(lines)
 
@@ -78,14 +82,15 @@ def one_seed(prep: dict, root: Path, seed: int, recipe: dict) -> dict:
     """Train (unless an earlier call did) and score one training seed."""
     t0 = time.time()
     runs = root / f"runs-seed{seed}"
-    if not (runs / "multimodal" / "summary.json").is_file():
+    trained = not (runs / "multimodal" / "summary.json").is_file()
+    if trained:
         D.train_arms(prep, runs, seed, recipe, progress=False)
     arms, _, mm = D.score_arms(prep, runs, seed, progress=False)
     attention = D.attention_and_gates(mm["model"], mm["tok"], mm["sents"], mm["collator"], mm["meta"])
     dev = {arm: json.loads((runs / arm / "summary.json").read_text())["best_dev_f1"] for arm in ("text", "multimodal")}
     return {"arms": arms, "attention": {k: v for k, v in attention.items() if k != "gates"},
             "gates": attention["gates"], "crf_transitions": D.crf_grammar(mm["model"]), "dev_f1": dev,
-            "verdict": D.verdict(arms, attention), "seconds": round(time.time() - t0, 1)}
+            "verdict": D.verdict(arms, attention), "seconds": round(time.time() - t0, 1), "trained": trained}
 
 
 def main(argv=None) -> int:
