@@ -129,7 +129,8 @@ def _register_mgcmt(kinds) -> None:
     p.add_argument("src", metavar="SRC", help="pytorch_model.bin (or .pt/.pth/.safetensors)")
     p.add_argument("dst", metavar="DST", help="output .npz (the manifest goes beside it)")
     p.add_argument("--config", metavar="JSON", default=None,
-                   help="the checkpoint's BERT config.json (for the number of attention heads; default H/64)")
+                   help="the checkpoint's BERT config.json (for the number of attention heads; "
+                        "default hidden size / 64)")
     for name, default in mgcmt.FLAG_DEFAULTS.items():
         p.add_argument(f"--{name.replace('_', '-')}", type=int, default=default, dest=name,
                        help=f"original config.py flag {name} (default {default})")

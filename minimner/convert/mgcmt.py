@@ -16,7 +16,7 @@ plus ``<DST stem>.manifest.json`` (names, shapes, SHA-256 of the source and of e
 tensor, the unused keys). The flags are not stored in the original checkpoint
 (docs/model.md §1, docs/parameters.md §5): pass them with ``--ffusion-method 2`` etc. (defaults: the
 original's). The BERT ``config.json`` shipped beside the checkpoint gives the
-attention heads (default H/64, as bert-base).
+attention heads (default C/64 with C the hidden size, as bert-base).
 
 :func:`load_mgcmt` reads the file back into an :class:`MGCMT` (eval mode).
 """
