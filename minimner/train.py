@@ -129,7 +129,7 @@ class TrainConfig:
     weight_decay: float = 0.01
     warmup: float = 0.1                 # fraction of all steps spent warming up
     max_grad_norm: float = 1.0          # global-norm clipping (0 disables)
-    dropout: float = 0.1                # on BERT's last hidden state
+    dropout: float = 0.1                # on BERT's last hidden state (MGCMT: on S, unless --mgcmt dropout=...)
     seed: int = 1
     patience: int = 0                   # early stopping after this many epochs without dev gain (0 = off)
     train_file: str = "train.txt"
@@ -345,6 +345,10 @@ def _multimodal(cfg: TrainConfig, data: Path, out: Path, resume: bool, table, lo
     bad = {"aug", "aug_dim", "char_vocab"} & set(flags)
     if bad:
         raise ValueError(f"mgcmt settings {sorted(bad)} come from the run (use --aug / the data), not from --mgcmt")
+    if "dropout" in flags and flags["dropout"] != cfg.dropout and cfg.dropout != TrainConfig.dropout:
+        raise ValueError(f"two dropouts on BERT's output: --dropout {cfg.dropout} and the mgcmt setting "
+                         f"dropout={flags['dropout']}; give one")
+    flags.setdefault("dropout", cfg.dropout)          # the run's --dropout is MGCMT's dropout on S as well
     features = ImageFeatures(cfg.features) if cfg.features else None
     _check_features(features, out / "run.json", (recorded or {}).get("features_settings"), accept_new_features, log)
     if features is not None:

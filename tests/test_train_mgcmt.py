@@ -73,6 +73,20 @@ def test_images_missing_run_trains_and_loads(tiny, tmp_path):
     assert run_source(info, "test").features is None
 
 
+def test_the_runs_dropout_reaches_mgcmt(tiny, tmp_path):
+    """--dropout is MGCMT's dropout on S too (it used to be read by the text-only tagger alone)."""
+    out = tmp_path / "drop"
+    train(_cfg(tiny, out, dropout=0.3, max_steps=1, epochs=1), progress=False, log=_quiet)
+    assert json.loads((out / "run.json").read_text())["mgcmt_config"]["dropout"] == 0.3
+    model, _, _ = load_run(out)
+    assert model.dropout.p == 0.3
+    same = tmp_path / "same"
+    train(_cfg(tiny, same, mgcmt={"dropout": 0.2}, max_steps=1, epochs=1), progress=False, log=_quiet)
+    assert json.loads((same / "run.json").read_text())["mgcmt_config"]["dropout"] == 0.2
+    with pytest.raises(ValueError, match="two dropouts"):
+        train(_cfg(tiny, tmp_path / "both", dropout=0.3, mgcmt={"dropout": 0.2}), progress=False, log=_quiet)
+
+
 def test_resumed_mgcmt_run_reaches_the_same_weights(tiny, tmp_path, monkeypatch):
     full = tmp_path / "full"
     kw = dict(features=str(tiny["features"]), objects=str(tiny["objects"]), mgcmt={"char_cnn": True})

@@ -15,8 +15,8 @@ What it does (every step is the library code a user runs on real data):
    cross-modal layers do not learn to read the pixels in the demo's budget (README). On real
    tweets, convert torchvision's ResNet-152 and run the ``features`` command.
 3. **Two taggers, same BERT, same recipe, same seed:** the text-only BERT-CRF and the
-   cross-modal MGCMT (paper flags, image features + object labels), trained side by side.
-   No semantic augmentation in either, so the only difference is the picture. The recipe
+   cross-modal MGCMT (paper flags, image features + object labels). The text-only one reads no
+   pictures and trains while the image features are extracted; MGCMT starts after them. No semantic augmentation in either, so the only difference is the picture. The recipe
    (:data:`DEMO_RECIPE`) gives BERT, the new layers after it and the CRF transitions their own
    learning rates, identically in both arms.
 4. **Scores the test split** with each dev-selected model, then the *one* trained multimodal
@@ -69,7 +69,8 @@ from minimner.train import TrainConfig, evaluate_examples, load_run, run_collato
 from minimner.vision.images import load_batch
 from minimner.vision.objects import class_name
 
-__all__ = ["register", "run", "prepare", "calibrated_resnet", "small_bert", "train_arms", "score_arms",
+__all__ = ["register", "run", "prepare", "prepare_text", "prepare_images", "calibrated_resnet", "small_bert",
+           "train_arms", "score_arms",
            "attention_and_gates", "crf_grammar", "entity_groups", "group_recall", "verdict", "figures",
            "DEMO_RECIPE", "DEMO_SIZES", "ARMS"]
 
@@ -201,8 +202,8 @@ def _bert(bert, out: Path, data: Path, seed: int) -> tuple[Path, str]:
     return Path(bert), str(bert)
 
 
-def prepare(out: Path, data_seed: int = 0, bert=None, progress: bool = True, log=print, sizes=None) -> dict:
-    """Data, BERT and standardised image features of a demo folder (reused when already there); paths and times."""
+def prepare_text(out: Path, data_seed: int = 0, bert=None, log=print, sizes=None) -> dict:
+    """The demo folder's data and BERT (reused when already there): what the text-only tagger needs."""
     t0 = time.time()
     data = out / "data"
     summary = generate(data, seed=data_seed, sizes=sizes or DEMO_SIZES)
@@ -211,20 +212,32 @@ def prepare(out: Path, data_seed: int = 0, bert=None, progress: bool = True, log
         f"{'reused' if summary['reused'] else f'generated in {t_data:.1f} s'})")
     bert_path, bert_name = _bert(bert, out, data, data_seed)
     log(f"BERT: {bert_name}")
+    return {"data": data, "bert": bert_path, "bert_name": bert_name, "objects": data / "objects.json",
+            "data_seed": data_seed, "seconds": {"data": round(time.time() - t0, 1)}}
+
+
+def prepare_images(out: Path, prep: dict, progress: bool = True, log=print) -> dict:
+    """Adds the standardised image features to ``prep`` (from :func:`prepare_text`); returns it."""
     t1 = time.time()
+    data, seed = prep["data"], prep["data_seed"]
     meta = json.loads((data / "meta.json").read_text(encoding="utf-8"))["images"]
     pictures = [data / "images" / f"{i}.jpg" for i, m in meta.items() if m["split"] == "train" and m["image"]]
-    weights = _resnet_weights(out / f"resnet18-seed{data_seed}.npz", data_seed, pictures[:CALIBRATION_PICTURES],
-                              progress)
+    weights = _resnet_weights(out / f"resnet18-seed{seed}.npz", seed, pictures[:CALIBRATION_PICTURES], progress)
     features = out / "features"
-    extract_features(data / "images", data, weights, features, arch="resnet18", seed=data_seed, progress=progress)
+    extract_features(data / "images", data, weights, features, arch="resnet18", seed=seed, progress=progress)
     entry = standardise_features(features, "train")
     t_features = time.time() - t1
-    log(f"image features: {features} (random-init ResNet-18, seed {data_seed}, BatchNorm statistics of "
+    log(f"image features: {features} (random-init ResNet-18, seed {seed}, BatchNorm statistics of "
         f"{min(len(pictures), CALIBRATION_PICTURES)} training pictures; standardised with the mean and std of "
         f"{entry['images']} training pictures; {t_features:.0f} s)")
-    return {"data": data, "bert": bert_path, "bert_name": bert_name, "resnet": weights, "features": features,
-            "objects": data / "objects.json", "seconds": {"data": round(t_data, 1), "features": round(t_features, 1)}}
+    prep.update(resnet=weights, features=features)
+    prep["seconds"]["features"] = round(t_features, 1)
+    return prep
+
+
+def prepare(out: Path, data_seed: int = 0, bert=None, progress: bool = True, log=print, sizes=None) -> dict:
+    """Data, BERT and standardised image features of a demo folder (reused when already there); paths and times."""
+    return prepare_images(out, prepare_text(out, data_seed, bert, log, sizes), progress, log)
 
 
 # ----------------------------------------------------------------------------- training
@@ -262,46 +275,60 @@ def _last_progress(log: Path) -> str:
     return "starting"
 
 
-def train_arms(prep: dict, runs: Path, seed: int, recipe: dict, progress: bool = True, log=print,
-               keep_state: bool = False) -> dict:
-    """Train the text-only and the multimodal tagger side by side; returns their summaries.
+def _start(ctx, arm: str, cfg: dict, runs: Path, threads: int):
+    """One arm's training process, its BLAS limited to ``threads`` (read by the child as NumPy loads)."""
+    names = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+    saved = {k: os.environ.get(k) for k in names}
+    os.environ.update({k: str(threads) for k in names})
+    try:
+        proc = ctx.Process(target=_train_worker, args=(cfg, str(runs / f"{arm}.log")))
+        proc.start()
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    return proc
 
-    Two processes (``multiprocessing``, spawn), each with half of the cores for its BLAS
-    threads: NumPy's elementwise work is single-threaded, so two processes keep both cores busy
-    where one multi-threaded process leaves one idle between matrix products. Each run's output
-    goes to ``RUNS/<arm>.log``; with ``progress`` one live line shows where each run is. Without
+
+def train_arms(prep: dict, runs: Path, seed: int, recipe: dict, progress: bool = True, log=print,
+               keep_state: bool = False, out: Path | None = None) -> dict:
+    """Train the text-only and the multimodal tagger; returns their summaries.
+
+    Each arm trains in its own process (``multiprocessing``, spawn). The text-only tagger reads no
+    pictures, so when ``prep`` has no image features yet it starts first, with one BLAS thread,
+    and trains while this process extracts them (:func:`prepare_images` into ``out``); the
+    multimodal tagger then starts with every core's BLAS thread. Each run's output goes to
+    ``RUNS/<arm>.log``; with ``progress`` one live line shows where each run is. Without
     ``keep_state`` each run's ``last.npz`` (weights and Adam moments for ``--resume``) is
     deleted once it has finished.
     """
     runs.mkdir(parents=True, exist_ok=True)
-    threads = str(max(1, (os.cpu_count() or 1) // 2))
-    saved = {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
-    os.environ.update({k: threads for k in saved})                   # read by the children as NumPy loads
     ctx = multiprocessing.get_context("spawn")
-    procs = {arm: ctx.Process(target=_train_worker, args=(_config(prep, runs / arm, seed, recipe, model),
-                                                          str(runs / f"{arm}.log"))) for arm, model in _TRAINED}
-    log(f"training the text-only and the multimodal tagger side by side ({threads} BLAS thread(s) each; "
-        f"logs in {runs}/*.log) ...")
-    try:
-        for p in procs.values():
-            p.start()
-    finally:
-        os.environ.update({k: v for k, v in saved.items() if v is not None})
-        for k in [k for k, v in saved.items() if v is None]:
-            os.environ.pop(k, None)
+    cores = os.cpu_count() or 1
+    procs = {"text": _start(ctx, "text", _config(prep, runs / "text", seed, recipe, "text-crf"), runs, 1)}
+    log(f"training the text-only tagger in the background (log: {runs / 'text.log'}) ...")
+    if "features" not in prep:
+        if out is None:
+            raise ValueError("train_arms: prep has no image features and no `out` folder to write them to")
+        prepare_images(out, prep, progress, log)
+    procs["multimodal"] = _start(ctx, "multimodal", _config(prep, runs / "multimodal", seed, recipe, "mgcmt"),
+                                 runs, cores)
+    log(f"training the multimodal tagger ({cores} BLAS thread(s); log: {runs / 'multimodal.log'}) ...")
     _watch(procs, runs, progress)
-    out = {}
+    trained = {}
     for arm, p in procs.items():
         if p.exitcode != 0:
             tail = (runs / f"{arm}.log").read_text(encoding="utf-8").splitlines()[-15:]
             raise RuntimeError(f"training the {arm} tagger failed (exit {p.exitcode}); end of {runs / f'{arm}.log'}:\n"
                                + "\n".join(tail))
-        out[arm] = json.loads((runs / arm / "summary.json").read_text(encoding="utf-8"))
+        trained[arm] = json.loads((runs / arm / "summary.json").read_text(encoding="utf-8"))
         if not keep_state:
             (runs / arm / "last.npz").unlink(missing_ok=True)
-        log(f"{arm}: {out[arm]['epochs_run']} epochs in {out[arm]['wall_seconds']:.0f} s, best dev F1 "
-            f"{out[arm]['best_dev_f1']:.4f} (epoch {out[arm]['best_epoch']})")
-    return out
+        log(f"{arm}: {trained[arm]['epochs_run']} epochs in {trained[arm]['wall_seconds']:.0f} s, best dev F1 "
+            f"{trained[arm]['best_dev_f1']:.4f} (epoch {trained[arm]['best_epoch']})")
+    return trained
 
 
 def _watch(procs: dict, runs: Path, progress: bool) -> None:
@@ -565,11 +592,11 @@ def run(args) -> int:
     progress = not args.no_progress
     print(f"minimner demo → {out}")
     sizes = None if args.sizes is None else dict(zip(("train", "valid", "test"), args.sizes))
-    prep = prepare(out, args.data_seed, args.bert, progress, sizes=sizes)
+    prep = prepare_text(out, args.data_seed, args.bert, sizes=sizes)
     recipe = dict(DEMO_RECIPE, epochs=args.epochs)
     t0 = time.time()
-    trained = train_arms(prep, runs, args.seed, recipe, progress, keep_state=args.keep_state)
-    t_train, t0 = time.time() - t0, time.time()
+    trained = train_arms(prep, runs, args.seed, recipe, progress, keep_state=args.keep_state, out=out)
+    t_train, t0 = time.time() - t0 - prep["seconds"]["features"], time.time()
     arms, preds, mm = score_arms(prep, runs, args.seed, progress)
     for arm in ARMS:
         write_conll(out / f"pred-test-{arm}.txt", mm["sents"], tags=preds[arm])
