@@ -244,7 +244,7 @@ def test_check_catches_another_classic_mistake(name, bug, capsys):
 
 
 def test_cyclic_remap_check_accepts_the_library_and_sattolo(capsys):
-    """The check grades the library's semantics, not one construction: the library's map and Sattolo's algorithm pass."""
+    """The check grades the library's semantics, not one construction: the library's map and Sattolo's pass."""
     from minimner.data.ablation import cyclic_remap
 
     def sattolo(image_ids, rng):
