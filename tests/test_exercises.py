@@ -20,8 +20,6 @@ if str(TUTORIALS) not in sys.path:
 from exercises import checks  # noqa: E402  (tutorials/exercises/checks.py)
 
 NOTEBOOKS = sorted(TUTORIALS.glob("[0-9][0-9]_*.ipynb"))
-# Tutorial 11 is being rewritten with the demo (issue 18); its exercises come with that rewrite.
-WITHOUT_EXERCISES_YET = {"11_multimodal_training.ipynb"}
 NAMES = sorted(checks.EXERCISES)
 
 
@@ -61,8 +59,6 @@ def test_at_least_25_exercises():
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
 def test_every_tutorial_has_two_to_four_checked_exercises(path):
     cells, idx = _cells(path, "exercise")
-    if path.name in WITHOUT_EXERCISES_YET and not idx:
-        pytest.skip(f"{path.name}: exercises come with its rewrite")
     assert 2 <= len(idx) <= 4, f"{path.name}: {len(idx)} cells tagged 'exercise'"
     for i in idx:
         name = _defined_function(cells[i].source)
@@ -153,6 +149,70 @@ def _gate_of_gates_swapped_f2(u_img, u_imgtxt, u_obj, u_objtxt, params):
     return _gate(_gate(u_img, u_imgtxt, *p("fus1")), _gate(u_obj, u_objtxt, *p("fus2")), *p("fus3"))
 
 
+def _group_recall_start_tag_only(gold_tags, pred_tags, spans):
+    if not spans:
+        return None
+    return sum(pred_tags[i][a] == gold_tags[i][a] for i, a, _ in spans) / len(spans)
+
+
+def _group_recall_ignoring_type(gold_tags, pred_tags, spans):
+    from exercises.solutions.t11 import _entities
+    if not spans:
+        return None
+    return sum((a, b) in _entities(pred_tags[i]) for i, a, b in spans) / len(spans)
+
+
+def _group_recall_any_overlap(gold_tags, pred_tags, spans):
+    from exercises.solutions.t11 import _entities
+    if not spans:
+        return None
+    return sum(any(x < b and a < y and t == gold_tags[i][a][2:] for (x, y), t in _entities(pred_tags[i]).items())
+               for i, a, b in spans) / len(spans)
+
+
+def _cyclic_remap_by_permutation(image_ids, rng):
+    ids = sorted(set(image_ids))
+    if len(ids) < 2:
+        raise ValueError("fewer than two pictures")
+    return dict(zip(ids, (ids[k] for k in rng.permutation(len(ids)))))
+
+
+def _cyclic_remap_any_derangement(image_ids, rng):      # no fixed point, but 2-cycles etc. (not one cycle)
+    ids = sorted(set(image_ids))
+    if len(ids) < 2:
+        raise ValueError("fewer than two pictures")
+    while True:
+        p = rng.permutation(len(ids))
+        if (p != np.arange(len(ids))).all():
+            return {ids[k]: ids[p[k]] for k in range(len(ids))}
+
+
+def _cyclic_remap_next_in_sorted_order(image_ids, rng):  # one cycle, no fixed point, but never random
+    ids = sorted(set(image_ids))
+    if len(ids) < 2:
+        raise ValueError("fewer than two pictures")
+    return {ids[k]: ids[(k + 1) % len(ids)] for k in range(len(ids))}
+
+
+def _peak_at_word_index(attention, first_piece, words, cells):
+    if not words:
+        return None
+    return float(np.mean([int(attention[b, :, w].mean(0).argmax()) in cells[b] for b, w in words]))
+
+
+def _peak_of_head_0(attention, first_piece, words, cells):
+    if not words:
+        return None
+    return float(np.mean([int(attention[b, 0, first_piece[b, w]].argmax()) in cells[b] for b, w in words]))
+
+
+def _peak_of_the_largest_weight(attention, first_piece, words, cells):   # arg-max over (h, R), heads not averaged
+    if not words:
+        return None
+    R = attention.shape[-1]
+    return float(np.mean([int(attention[b, :, first_piece[b, w]].argmax()) % R in cells[b] for b, w in words]))
+
+
 BUGS = {
     "layernorm_backward": _ln_without_variance_term,
     "softmax_backward": _softmax_backward_without_mean,
@@ -162,10 +222,41 @@ BUGS = {
     "eval_crop_box": _crop_box_truncating,
     "mix_backward": _mix_backward_unreduced,
     "gate_of_gates": _gate_of_gates_swapped_f2,
+    "group_recall": _group_recall_start_tag_only,
+    "cyclic_remap": _cyclic_remap_by_permutation,
+    "peak_on_key_object": _peak_at_word_index,
 }
+MORE_BUGS = [("group_recall", _group_recall_ignoring_type), ("group_recall", _group_recall_any_overlap),
+             ("cyclic_remap", _cyclic_remap_any_derangement), ("cyclic_remap", _cyclic_remap_next_in_sorted_order),
+             ("peak_on_key_object", _peak_of_head_0), ("peak_on_key_object", _peak_of_the_largest_weight)]
 
 
 @pytest.mark.parametrize("name", sorted(BUGS))
 def test_check_catches_a_classic_mistake(name, capsys):
     assert checks.EXERCISES[name].check(BUGS[name]) is False
     assert "✘" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("name, bug", MORE_BUGS, ids=[bug.__name__.strip("_") for _, bug in MORE_BUGS])
+def test_check_catches_another_classic_mistake(name, bug, capsys):
+    assert checks.EXERCISES[name].check(bug) is False
+    assert "✘" in capsys.readouterr().out
+
+
+def test_cyclic_remap_check_accepts_the_library_and_sattolo(capsys):
+    """The check grades the library's semantics, not one construction: the library's map and Sattolo's pass."""
+    from minimner.data.ablation import cyclic_remap
+
+    def sattolo(image_ids, rng):
+        ids = sorted(set(image_ids))
+        if len(ids) < 2:
+            raise ValueError("fewer than two pictures")
+        p = list(range(len(ids)))
+        for i in range(len(ids) - 1, 0, -1):
+            j = int(rng.integers(i))
+            p[i], p[j] = p[j], p[i]
+        return {ids[k]: ids[p[k]] for k in range(len(ids))}
+
+    assert checks.cyclic_remap(lambda ids, rng: cyclic_remap(ids, seed=int(rng.integers(2 ** 32)))) is True, \
+        capsys.readouterr().out
+    assert checks.cyclic_remap(sattolo) is True, capsys.readouterr().out

@@ -670,3 +670,219 @@ def merge_backward(student):
     err = _gradcheck(lambda: float(((np.concatenate([m, fv], -1) @ w + b) * dz).sum()), arrays,
                      dict(zip(arrays, out)), "the merge")
     return f"Largest relative error against central differences: {err:.1e}."
+
+
+# ============================================================ 11 · training and evaluating MGCMT
+_TYPES = ("PER", "LOC", "ORG", "MISC")
+
+
+def _iob2(n: int, entities) -> list[str]:
+    """Valid IOB2 tags of a sentence of ``n`` words holding ``entities`` = [(type, start, end)], end exclusive."""
+    tags = ["O"] * n
+    for typ, a, b in entities:
+        tags[a:b] = [f"B-{typ}"] + [f"I-{typ}"] * (b - a - 1)
+    return tags
+
+
+def _shown(value) -> str:
+    """A student's returned value as a message shows it: numbers at 6 significant digits."""
+    return f"{float(value):.6g}" if isinstance(value, (int, float, np.number)) else repr(value)
+
+
+def _random_entities(rng, n: int) -> list:
+    """Non-overlapping entities of length 1 to 3 (adjacent ones included) in a sentence of ``n`` words."""
+    out, i = [], int(rng.integers(0, 2))
+    while i < n:
+        length = int(rng.integers(1, 4))
+        if i + length <= n and rng.random() < 0.6:
+            out.append((_TYPES[int(rng.integers(len(_TYPES)))], i, i + length))
+            i += length + int(rng.integers(0, 3))           # 0: the next entity starts right after this one
+        else:
+            i += 1
+    return out
+
+
+def _corrupted(rng, n: int, gold: list) -> list:
+    """A prediction made from ``gold``: entities kept, retyped, stretched, shrunk, shifted or dropped."""
+    pred = []
+    for typ, a, b in gold:
+        kind = rng.choice(["keep", "keep", "type", "longer", "shorter", "later", "earlier", "drop"])
+        if kind == "type":
+            typ = _TYPES[(_TYPES.index(typ) + int(rng.integers(1, len(_TYPES)))) % len(_TYPES)]
+        elif kind == "longer":
+            b = min(n, b + 1)
+        elif kind == "shorter" and b - a > 1:
+            b -= 1
+        elif kind == "later" and b - a > 1:
+            a += 1
+        elif kind == "earlier":
+            a = max(0, a - 1)
+        elif kind == "drop":
+            continue
+        pred.append((typ, a, b))
+    kept, end = [], 0                                       # drop what now overlaps the entity before it
+    for typ, a, b in sorted(pred, key=lambda e: (e[1], e[2])):
+        if a >= end:
+            kept.append((typ, a, b))
+            end = b
+    return kept
+
+
+@_exercise("11_multimodal_training.ipynb", "Exercise 11.1 (exact span-and-type recall over a group of entities)")
+def group_recall(student):
+    """``group_recall(gold_tags, pred_tags, spans) -> share of spans predicted exactly, or None``."""
+    from types import SimpleNamespace
+
+    from minimner.cli.demo import group_recall as library
+    cases = [("right boundaries, wrong type", [["B-PER", "I-PER", "O"]], [["B-ORG", "I-ORG", "O"]], [(0, 0, 2)]),
+             ("same start and type, one word longer", [["B-PER", "O", "O"]], [["B-PER", "I-PER", "O"]], [(0, 0, 1)]),
+             ("same start and type, one word shorter", [["O", "B-LOC", "I-LOC"]], [["O", "B-LOC", "O"]], [(0, 1, 3)]),
+             ("two adjacent gold entities predicted as one", [["B-PER", "B-PER", "O"]], [["B-PER", "I-PER", "O"]],
+              [(0, 0, 1), (0, 1, 2)]),
+             ("an exact match among mistakes", [["B-ORG", "O", "B-LOC", "I-LOC"], ["O", "B-PER"]],
+              [["B-ORG", "O", "B-LOC", "O"], ["B-PER", "I-PER"]], [(0, 0, 1), (0, 2, 4), (1, 1, 2)]),
+             ("no spans in the group", [["B-PER", "O"]], [["B-PER", "O"]], [])]
+    rng = np.random.default_rng(1101)
+    for k in range(4):                                      # fresh random groups, scored by the library
+        lengths = rng.integers(4, 13, 15)
+        gold = [_random_entities(rng, int(n)) for n in lengths]
+        pred = [_corrupted(rng, int(n), g) for n, g in zip(lengths, gold)]
+        spans = [(i, a, b) for i, g in enumerate(gold) for _, a, b in g if rng.random() < 0.7]
+        cases.append((f"random group {k + 1} ({len(spans)} spans in 15 sentences)",
+                      [_iob2(int(n), g) for n, g in zip(lengths, gold)],
+                      [_iob2(int(n), p) for n, p in zip(lengths, pred)], spans))
+    for name, gold_tags, pred_tags, spans in cases:
+        want = library([SimpleNamespace(tags=t) for t in gold_tags], pred_tags, spans)
+        got = student([list(t) for t in gold_tags], [list(t) for t in pred_tags], list(spans))
+        if want is None:
+            if got is not None:
+                raise Fail(f"case '{name}': yours {_shown(got)}, expected None "
+                           f"(no spans: the recall is undefined, not 0).")
+            continue
+        if got is None or not isinstance(got, (int, float, np.number)) or abs(float(got) - want) > 1e-12:
+            raise Fail(f"case '{name}': yours {_shown(got)}, expected {want:.6g} (a span counts only when a predicted "
+                       f"entity has exactly its start, its end and its gold type).")
+    return "Equal to minimner.cli.demo.group_recall: exact boundaries and type, nothing for an overlap."
+
+
+@_exercise("11_multimodal_training.ipynb", "Exercise 11.2 (another tweet's picture, never its own)")
+def cyclic_remap(student):
+    """``cyclic_remap(image_ids, rng) -> {id: another id}``: one random cycle through the distinct ids."""
+    rng = np.random.default_rng(1102)
+    cases = [["17_06_4", "17_06_9"], ["16_05_3", "17_01_2", "16_05_3", "17_02_8"],      # a repeated id
+             [f"img{k:02d}" for k in rng.permutation(12)]]
+    for ids in cases:
+        distinct = set(ids)
+        for draw in range(50):
+            got = student(list(ids), np.random.default_rng([1102, draw]))
+            if not isinstance(got, dict):
+                raise Fail(f"return a dict {{image id: another image id}}; got {type(got).__name__}.")
+            if set(got) != distinct or sorted(got.values()) != sorted(distinct):
+                raise Fail(f"ids {ids}, draw {draw}: keys {sorted(got)} and values {sorted(got.values())} must both be "
+                           f"the distinct ids {sorted(distinct)}, each once (a permutation of the pictures).")
+            same = [k for k, v in got.items() if k == v]
+            if same:
+                raise Fail(f"ids {ids}, draw {draw}: {same[0]!r} keeps its own picture; every tweet must get "
+                           f"another's (a random permutation leaves fixed points).")
+            start, seen, k = next(iter(got)), 1, got[next(iter(got))]
+            while k != start:
+                k, seen = got[k], seen + 1
+            if seen != len(distinct):
+                raise Fail(f"ids {ids}, draw {draw}: following the map from {start!r} comes back after {seen} of "
+                           f"{len(distinct)} pictures; make it one cycle through all of them, as "
+                           f"minimner.data.ablation.cyclic_remap does.")
+    ids = ["a", "b", "c", "d"]                              # (4 − 1)! = 6 cycles, each as likely
+    counts: dict = {}
+    for draw in range(1200):
+        got = student(list(ids), np.random.default_rng([1102, 4, draw]))
+        key = tuple(got[i] for i in ids)
+        counts[key] = counts.get(key, 0) + 1
+    if len(counts) != 6 or min(counts.values()) < 100:
+        raise Fail(f"over 1200 draws on {ids}, the maps {counts} came out; expected each of the 6 cycles about 200 "
+                   f"times (draw the cycle from rng, uniformly).")
+    for ids in ([], ["17_06_1"], ["17_06_1", "17_06_1"]):
+        try:
+            student(list(ids), np.random.default_rng(0))
+        except ValueError:
+            continue
+        raise Fail(f"image ids {ids}: fewer than two distinct pictures cannot be shuffled: raise ValueError.")
+    return "A permutation of the distinct pictures with no fixed point, one cycle, uniform over the cycles."
+
+
+def _peak_share_by_loop(attention, first_piece, words, cells):
+    """The oracle of exercise 11.3: explicit loops over heads and regions, first maximum wins."""
+    if not words:
+        return None
+    hits = 0
+    for b, w in words:
+        t = int(first_piece[b][w])
+        H, R = attention.shape[1], attention.shape[3]
+        best, best_r = -math.inf, -1
+        for r in range(R):
+            total = sum(float(attention[b, h, t, r]) for h in range(H))          # the mean's order is the sum's
+            if total > best:
+                best, best_r = total, r
+        hits += best_r in set(cells[b])
+    return hits / len(words)
+
+
+def _spiky_rows(rng, H, R, key_cell, other_cell, hit: bool):
+    """(H, R) attention rows whose mean over heads peaks on ``key_cell`` iff ``hit``; head 0 always disagrees.
+
+    Head 0 puts 0.8 on one cell, heads 1.. put 0.5 on the other, and the rest is spread thinly: the mean
+    over heads peaks on the heads 1.. cell (0.375 against 0.2), while head 0 alone, or the largest single
+    weight of the (H, R) block, points at head 0's cell.
+    """
+    rows = rng.dirichlet(np.ones(R), H)
+    rows[0] *= 0.2
+    rows[1:] *= 0.5
+    majority, head0 = (key_cell, other_cell) if hit else (other_cell, key_cell)
+    rows[0, head0] += 0.8
+    rows[1:, majority] += 0.5
+    return rows / rows.sum(-1, keepdims=True)
+
+
+@_exercise("11_multimodal_training.ipynb", "Exercise 11.3 (does a word's own attention peak on the key object?)")
+def peak_on_key_object(student):
+    """``peak_on_key_object(attention (B, h, T, R), first_piece (B, W), words [(b, w)], cells) -> share or None``."""
+    rng = np.random.default_rng(1103)
+    B, H, T, R, W = 3, 4, 12, 49, 7
+    cases = []
+
+    # one word: the mean over heads peaks on a key cell, head 0 (and the largest single weight) elsewhere
+    att = rng.dirichlet(np.ones(R), (1, H, 4))
+    att[0, :, 2] = _spiky_rows(rng, H, R, 20, 3, hit=True)
+    cases.append(("the heads disagree: the mean over heads decides", att, np.array([[1, 2, 3]]), [(0, 1)], [[20, 27]]))
+    # a word split into pieces: word 2 starts at piece 4; the row at piece 2 (a later piece of word 1) peaks elsewhere
+    att = rng.dirichlet(np.ones(R), (1, H, 6))
+    att[0, :, 4] = _spiky_rows(rng, H, R, 8, 40, hit=True)
+    att[0, :, 2] = _spiky_rows(rng, H, R, 8, 40, hit=False)
+    cases.append(("word 2 starts at piece 4 ([CLS] w0 w1 ##w1 w2 [SEP])", att, np.array([[1, 2, 4]]), [(0, 2)],
+                  [[8, 9, 15]]))
+
+    # random batches: every row spiky, so each word's verdict hangs on heads and pieces being read right
+    for k in range(3):
+        cells = [sorted(rng.choice(R, int(rng.integers(2, 9)), replace=False).tolist()) for _ in range(B)]
+        att = np.empty((B, H, T, R))
+        for b, t in np.ndindex(B, T):
+            key = int(rng.choice(cells[b]))
+            other = int(rng.choice(np.setdiff1d(np.arange(R), cells[b])))
+            att[b, :, t] = _spiky_rows(rng, H, R, key, other, hit=bool(rng.random() < 0.5))
+        first = np.stack([1 + np.sort(rng.choice(T - 2, W, replace=False)) for _ in range(B)])   # (B, W), ≥ 1
+        words = [(b, w) for b in range(B) for w in range(W) if rng.random() < 0.6]
+        cases.append((f"random batch {k + 1} ({len(words)} words, B={B}, h={H}, T={T}, R={R})", att, first, words,
+                      cells))
+    cases.append(("no words to score", att, first, [], cells))
+
+    for name, att, first, words, cells in cases:
+        want = _peak_share_by_loop(att, first, words, cells)
+        got = student(att.copy(), first.copy(), list(words), [list(c) for c in cells])
+        if want is None:
+            if got is not None:
+                raise Fail(f"case '{name}': yours {_shown(got)}, expected None "
+                           f"(no word: the share is undefined, not 0).")
+            continue
+        if got is None or not isinstance(got, (int, float, np.number)) or abs(float(got) - want) > 1e-12:
+            raise Fail(f"case '{name}': yours {_shown(got)}, expected {want:.6g} (average the heads, read the row "
+                       f"of the word's first piece, and take the arg-max over the regions).")
+    return "Equal to a loop over heads and regions: heads averaged, each word read at its first piece."
