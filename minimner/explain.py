@@ -103,17 +103,18 @@ class Explanation:
         ents = self.entity_words()
         return ents[0] if ents else 0
 
-    def figure(self, picture=None, word: int | None = None, title: str | None = None):
+    def figure(self, picture=None, word: int | None = None, title: str | None = None, counterfactuals=None):
         """The one-tweet figure (:func:`minimner.plots.attention.plot_tweet`) for word ``word``.
 
         ``picture``: the (224, 224, 3) crop the features came from
         (:func:`minimner.plots.attention.feature_crop`), or None to draw the grid alone.
+        ``counterfactuals``: label -> W tags the model gives with an input changed, one line each.
         """
         w = self.default_word() if word is None else int(word)
         names = [class_name(int(i)) if i else "" for i in self.objects]
         tagged = " ".join(f"{x}/{t}" if t != "O" else x for x, t in zip(self.words, self.tags))
         return plot_tweet(picture, self.words, self.txt2img, self.txt2obj, names, self.objects != 0, self.gates,
-                          w, title=title or tagged)
+                          w, title=title or tagged, counterfactuals=counterfactuals)
 
     def crf_figure(self, crf, constrained: bool = True):
         """The main CRF's transitions and this tweet's per-piece marginals with its Viterbi path.

@@ -1,12 +1,15 @@
 """``python -m minimner explain``: what a trained cross-modal model attends to for one tweet.
 
     python -m minimner explain --run RUN --tweet "can't stop thinking about Varno" [--image FILE]
-                               [--objects person,car] [--word Varno] [--out FIG.png]
+                               [--objects person,car] [--other-image FILE] [--word Varno] [--out FIG.png]
 
-Prints the predicted tags and writes the figures of :mod:`minimner.explain`: ``OUT`` (the
-chosen word's text → image attention over the picture's 7×7 grid, the same row minus the mean
-row of the tweet's words (where this word looks more than the others), its text → object
-attention, every word's fusion gates),
+Prints the predicted tags, then the counterfactuals: the tags the model gives the same tweet
+without its picture, without its objects and (``--other-image``) with another picture, so that
+what each channel decides can be read off (:func:`counterfactual_tags`). Writes the figures of
+:mod:`minimner.explain`: ``OUT`` (the counterfactual tags under the tweet, the chosen word's
+text → image attention over the picture's 7×7 grid, the same row minus the mean row of the
+tweet's words (where this word looks more than the others), its text → object attention, every
+word's fusion gates),
 ``OUT_crf.png`` (the main CRF's transitions and this tweet's per-piece marginals with the
 decoded path), ``OUT_augment.png`` (the chosen word's semantic-augmentation neighbours, for
 runs with augmentation) and ``OUT_training.png`` (the run's training curves). ``--image``
@@ -18,6 +21,8 @@ tweet has no image. ``--objects`` gives the detector's COCO labels (there is no 
 without it, none.
 """
 from __future__ import annotations
+
+from pathlib import Path
 
 from minimner.cli import CLIError
 from minimner.data.multimodal import standardisation
@@ -37,6 +42,8 @@ def register(subparsers) -> None:
     p.add_argument("--run", required=True, help="run folder written by `train --model mgcmt`")
     p.add_argument("--tweet", required=True, help="the tweet, whitespace-tokenised")
     p.add_argument("--image", default=None, metavar="FILE", help="the tweet's picture (default: no image)")
+    p.add_argument("--other-image", default=None, metavar="FILE",
+                   help="another picture: also print (and draw) the tags the model gives the tweet with it")
     p.add_argument("--objects", default=None, metavar="LABELS",
                    help="comma-separated COCO labels the detector found, e.g. person,car (default: none)")
     p.add_argument("--resnet", default=None, metavar="FILE",
@@ -49,8 +56,6 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from pathlib import Path
-
     import matplotlib
 
     matplotlib.use("Agg")
@@ -61,39 +66,27 @@ def run(args) -> int:
     words = args.tweet.split()
     if not words:
         raise CLIError("--tweet is empty")
-    grid = picture = None
-    if args.image is not None:
-        if not Path(args.image).is_file():
-            raise FileNotFoundError(f"--image: file not found: {args.image}")
-        settings = info.get("features_settings")
-        if not settings:
-            raise CLIError(f"{args.run} was trained without image features (every image missing): its image "
-                           "encoders never saw a picture, so --image has nothing to explain")
-        extractor = FeatureExtractor.from_settings(settings, weights=args.resnet)
-        grid, result = extractor.grid(args.image)                          # (R, C_img) or None
-        if grid is None:
-            print(f"image {args.image}: missing (unreadable: {result.reason}); the tweet is explained without "
-                  "a picture, as in training")
-        else:
-            mean, std = standardisation(settings, grid.shape[1], f"{args.run}/run.json")
-            grid = grid if mean is None else (grid - mean) / std               # as the run's features were read
-            print(f"image {args.image}: used ({extractor.arch} features, {grid.shape[0]} regions)")
-            picture = feature_crop(args.image, extractor.size)
-    else:
+    grid, picture = _picture(args.image, "--image", info, args)
+    if args.image is None:
         print("image: none (no --image given): the model reads its learned 'no image' input")
     objects = [o.strip() for o in args.objects.split(",") if o.strip()] if args.objects else None
     source = SingleImageSource(grid, objects=objects, slots=model.config.object_slots)
     inputs = run_text_collator(info)                                   # the run's augmentation table, char vocabulary
     ex = explain_tweet(model, tok, words, source, constrained=not args.unconstrained, collator=inputs)
+    other = _picture(args.other_image, "--other-image", info, args)[0] if args.other_image else None
+    tags = counterfactual_tags(model, tok, words, grid, objects, other, inputs, not args.unconstrained)
     word = ex.default_word()
     if args.word is not None:
         if args.word not in ex.words:
             raise CLIError(f"--word {args.word!r} is not a word of the tweet ({' '.join(ex.words)})")
         word = ex.words.index(args.word)
     print(" ".join(f"{w}/{t}" for w, t in zip(ex.words, ex.tags)))
+    for label, t in tags.items():
+        if label != "MGCMT":
+            print(f"{label}: " + " ".join(f"{w}/{x}" for w, x in zip(ex.words, t)))
     out = Path(args.out) if args.out else Path(args.run) / "explain.png"
     out.parent.mkdir(parents=True, exist_ok=True)
-    ex.figure(picture, word).savefig(out, dpi=110)
+    ex.figure(picture, word, counterfactuals=tags).savefig(out, dpi=110)
     print(f"wrote {out} (word {ex.words[word]!r})")
     side = out.with_name(f"{out.stem}_crf.png")
     ex.crf_figure(model.crf, constrained=not args.unconstrained).savefig(side, dpi=100)
@@ -111,6 +104,45 @@ def run(args) -> int:
         fig.savefig(side, dpi=100)
         print(f"wrote {side} (training curves)")
     return 0
+
+
+def _picture(path, flag: str, info: dict, args):
+    """``(grid (R, C_img) standardised as the run's features, or None; the crop to draw, or None)`` of a picture."""
+    if path is None:
+        return None, None
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{flag}: file not found: {path}")
+    settings = info.get("features_settings")
+    if not settings:
+        raise CLIError(f"{args.run} was trained without image features (every image missing): its image "
+                       f"encoders never saw a picture, so {flag} has nothing to explain")
+    extractor = FeatureExtractor.from_settings(settings, weights=args.resnet)
+    grid, result = extractor.grid(path)                                    # (R, C_img) or None
+    if grid is None:
+        print(f"{flag} {path}: missing (unreadable: {result.reason}); read as no picture, as in training")
+        return None, None
+    mean, std = standardisation(settings, grid.shape[1], f"{args.run}/run.json")
+    grid = grid if mean is None else (grid - mean) / std                   # as the run's features were read
+    print(f"{flag} {path}: used ({extractor.arch} features, {grid.shape[0]} regions)")
+    return grid, feature_crop(path, extractor.size)
+
+
+def counterfactual_tags(model, tok, words, grid, objects, other, collator, constrained: bool = True) -> dict:
+    """The tags the model gives the tweet as given (``MGCMT``) and with one input changed.
+
+    ``without the picture`` (when it has one), ``without the objects`` (when it has some) and,
+    with ``other`` (another picture's standardised grid), ``with another picture``.
+    """
+    slots = model.config.object_slots
+    settings = {"MGCMT": SingleImageSource(grid, objects=objects, slots=slots)}
+    if grid is not None:
+        settings["without the picture"] = SingleImageSource(None, objects=objects, slots=slots)
+    if objects:
+        settings["without the objects"] = SingleImageSource(grid, objects=None, slots=slots)
+    if other is not None:
+        settings["with another picture"] = SingleImageSource(other, objects=objects, slots=slots)
+    return {label: explain_tweet(model, tok, words, source, constrained=constrained, collator=collator).tags
+            for label, source in settings.items()}
 
 
 def _augment_figure(table, word: str):

@@ -234,3 +234,30 @@ def test_the_readme_own_tweet_commands_work(mm, tmp_path, monkeypatch, capsys):
     assert f"mine.txt:2: image mine.jpg: used ({pics / 'mine.jpg'})" in captured.err
     assert "cannot/" in captured.out and (tmp_path / "varno.png").is_file()
     assert (tmp_path / "varno_crf.png").is_file() and (tmp_path / "varno_training.png").is_file()
+
+
+def test_explain_prints_the_counterfactuals_the_dataset_path_gives(mm, tmp_path, capsys):
+    """explain's counterfactual tags (pictures read from the files) equal the demo's (the features folder)."""
+    from minimner.cli.demo import _counterfactuals
+    from minimner.train import load_run, run_collator
+
+    objects = json.loads((mm["data"] / "objects.json").read_text())
+    sents = [s for s in read_conll(mm["data"] / "test.txt") if (mm["images"] / f"{s.image_id}.jpg").is_file()]
+    s = next(s for s in sents if objects.get(f"{s.image_id}.jpg"))
+    other = next(o for o in sents if o.image_id != s.image_id)
+    assert main(["explain", "--run", str(mm["run"]), "--tweet", " ".join(s.words),
+                 "--image", str(mm["images"] / f"{s.image_id}.jpg"), "--objects", ",".join(objects[f"{s.image_id}.jpg"]),
+                 "--other-image", str(mm["images"] / f"{other.image_id}.jpg"), "--out", str(tmp_path / "x.png")]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    model, tok, info = load_run(mm["run"])
+    want = _counterfactuals(model, tok, s, run_collator(info, "test"), other.image_id)
+    assert list(want) == ["MGCMT", "without the picture", "without the objects", "with another tweet's picture"]
+    tagged = {label: " ".join(f"{w}/{t}" for w, t in zip(s.words, tags)) for label, tags in want.items()}
+    assert tagged["MGCMT"] in printed
+    for label, cli_label in (("without the picture", "without the picture"),
+                             ("without the objects", "without the objects"),
+                             ("with another tweet's picture", "with another picture")):
+        assert f"{cli_label}: {tagged[label]}" in printed, (label, printed)
+    assert main(["explain", "--run", str(mm["run"]), "--tweet", "x", "--image", str(mm["images"] / f"{s.image_id}.jpg"),
+                 "--other-image", str(tmp_path / "nowhere.jpg")]) == 2
+    assert "--other-image: file not found" in capsys.readouterr().err
