@@ -4,7 +4,7 @@
 
 The demo's pipeline (minimner/cli/demo.py) once per training seed on the same generated data and
 the same image features (data and ResNet seed 0): the text-only and the multimodal tagger trained
-side by side with the demo's BERT, recipe and seed, both scored on the test split, then the one
+side by side (one BLAS thread each) with the demo's BERT, recipe and seed, both scored on the test split, then the one
 trained multimodal model scored with its pixels or its objects withheld or taken from another
 tweet. Reports test F1 and the recall on the image-decided entities of every arm, where the
 entity words' own text→image attention peaks (against the O words of the same tweets), the

@@ -38,7 +38,7 @@ from minimner.plots.crf import plot_crf
 from minimner.vision.features import FeatureExtractor, load_resnet
 from minimner.vision.objects import class_name, object_ids
 
-__all__ = ["Explanation", "SingleImageSource", "explain_tweet", "image_grid", "rollout"]
+__all__ = ["Explanation", "SingleImageSource", "counterfactual_tags", "explain_tweet", "image_grid", "rollout"]
 
 
 class SingleImageSource:
@@ -170,6 +170,29 @@ def explain_tweet(model, tokenizer, words: Sequence[str], source=None, image_id:
                        pieces=tokenizer.convert_ids_to_tokens(example.input_ids.tolist()),
                        emissions=backend.asnumpy(seen["emissions"])[0].astype(np.float32),
                        word_mask=backend.asnumpy(piece_word_mask(batch))[0])
+
+
+def counterfactual_tags(model, tokenizer, words: Sequence[str], grid=None, objects=None, other=None, collator=None,
+                        constrained: bool = True) -> dict:
+    """The tags an MGCMT gives one tweet as given (``MGCMT``) and with one input changed: what each channel decides.
+
+    ``grid``: the tweet's picture as an (R, C_img) region grid, read as the run reads its
+    features (standardised where the run's are), or None; ``objects``: its detector labels
+    (COCO names), or None; ``other``: another picture's grid, or None. Returns label -> W tags
+    for ``MGCMT``, ``without the picture`` (when it has one), ``without the objects`` (when it
+    has some) and ``with another picture`` (when ``other`` is given; the tweet's own objects).
+    ``collator``: the run's text-side inputs (:func:`minimner.train.run_text_collator`).
+    """
+    slots = model.config.object_slots
+    settings = {"MGCMT": SingleImageSource(grid, objects=objects, slots=slots)}
+    if grid is not None:
+        settings["without the picture"] = SingleImageSource(None, objects=objects, slots=slots)
+    if objects:
+        settings["without the objects"] = SingleImageSource(grid, objects=None, slots=slots)
+    if other is not None:
+        settings["with another picture"] = SingleImageSource(other, objects=objects, slots=slots)
+    return {label: explain_tweet(model, tokenizer, words, source, constrained=constrained, collator=collator).tags
+            for label, source in settings.items()}
 
 
 def rollout(txt2img, img2img):

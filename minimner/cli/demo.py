@@ -16,7 +16,8 @@ What it does (every step is the library code a user runs on real data):
    tweets, convert torchvision's ResNet-152 and run the ``features`` command.
 3. **Two taggers, same BERT, same recipe, same seed:** the text-only BERT-CRF and the
    cross-modal MGCMT (paper flags, image features + object labels). The text-only one reads no
-   pictures and trains while the image features are extracted; MGCMT starts after them. No semantic augmentation in either, so the only difference is the picture. The recipe
+   pictures and trains while the image features are extracted; MGCMT starts after them. No
+   semantic augmentation in either, so the only difference is the picture. The recipe
    (:data:`DEMO_RECIPE`) gives BERT, the new layers after it and the CRF transitions their own
    learning rates, identically in both arms.
 4. **Scores the test split** with each dev-selected model, then the *one* trained multimodal
@@ -302,8 +303,8 @@ def train_arms(prep: dict, runs: Path, seed: int, recipe: dict, progress: bool =
     after them. Each run gets one BLAS thread: the demo's matrices are small, a second thread
     does not make an MGCMT epoch faster (14.5 s with two against 15 s with one, measured), and
     with one thread the numbers do not depend on the machine's core count (OpenBLAS sums in
-    another order with more threads, which alone moves a run's test scores by several points). Each run's output goes to
-    ``RUNS/<arm>.log``; with ``progress`` one live line shows where each run is. Without
+    another order with more threads, which alone moves a run's test scores by several points).
+    Each run's output goes to ``RUNS/<arm>.log``; with ``progress`` one live line shows where each run is. Without
     ``keep_state`` each run's ``last.npz`` (weights and Adam moments for ``--resume``) is
     deleted once it has finished.
     """

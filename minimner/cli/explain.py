@@ -5,7 +5,7 @@
 
 Prints the predicted tags, then the counterfactuals: the tags the model gives the same tweet
 without its picture, without its objects and (``--other-image``) with another picture, so that
-what each channel decides can be read off (:func:`counterfactual_tags`). Writes the figures of
+what each channel decides can be read off (:func:`minimner.explain.counterfactual_tags`). Writes the figures of
 :mod:`minimner.explain`: ``OUT`` (the counterfactual tags under the tweet, the chosen word's
 text → image attention over the picture's 7×7 grid, the same row minus the mean row of the
 tweet's words (where this word looks more than the others), its text → object attention, every
@@ -26,7 +26,7 @@ from pathlib import Path
 
 from minimner.cli import CLIError
 from minimner.data.multimodal import standardisation
-from minimner.explain import SingleImageSource, explain_tweet
+from minimner.explain import SingleImageSource, counterfactual_tags, explain_tweet
 from minimner.plots.attention import feature_crop
 from minimner.plots.augment import plot_word_neighbours
 from minimner.plots.training import plot_training_curves
@@ -125,24 +125,6 @@ def _picture(path, flag: str, info: dict, args):
     grid = grid if mean is None else (grid - mean) / std                   # as the run's features were read
     print(f"{flag} {path}: used ({extractor.arch} features, {grid.shape[0]} regions)")
     return grid, feature_crop(path, extractor.size)
-
-
-def counterfactual_tags(model, tok, words, grid, objects, other, collator, constrained: bool = True) -> dict:
-    """The tags the model gives the tweet as given (``MGCMT``) and with one input changed.
-
-    ``without the picture`` (when it has one), ``without the objects`` (when it has some) and,
-    with ``other`` (another picture's standardised grid), ``with another picture``.
-    """
-    slots = model.config.object_slots
-    settings = {"MGCMT": SingleImageSource(grid, objects=objects, slots=slots)}
-    if grid is not None:
-        settings["without the picture"] = SingleImageSource(None, objects=objects, slots=slots)
-    if objects:
-        settings["without the objects"] = SingleImageSource(grid, objects=None, slots=slots)
-    if other is not None:
-        settings["with another picture"] = SingleImageSource(other, objects=objects, slots=slots)
-    return {label: explain_tweet(model, tok, words, source, constrained=constrained, collator=collator).tags
-            for label, source in settings.items()}
 
 
 def _augment_figure(table, word: str):
