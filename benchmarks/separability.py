@@ -4,6 +4,7 @@ An experiment on the demo's data (moved here from ``minimner.data.synthetic``: t
 does not import the models). Usage::
 
     python benchmarks/separability.py DATA_DIR [--depth 18] [--seed 0] [--limit N]
+    python benchmarks/separability.py DEMO_OUT/data --features DEMO_OUT/features   # a demo's own features
 
 Dimension legend: N images, R = 49 regions, C ResNet channels, D probe inputs, K classes.
 """
@@ -22,7 +23,7 @@ from minimner.data.synthetic import GRID, SCENES  # noqa: E402
 from minimner.models.resnet import build  # noqa: E402
 from minimner.vision.images import load_batch  # noqa: E402
 
-__all__ = ["separability_probe", "ridge_classifier"]
+__all__ = ["separability_probe", "features_probe", "ridge_classifier"]
 
 
 def _ridge_fit(x, y, lams):
@@ -155,13 +156,46 @@ def separability_probe(data_dir, depth: int = 18, seed: int = 0, batch_size: int
     return out
 
 
+def features_probe(data_dir, features_dir) -> dict:
+    """The scene probes on a ``features`` folder as a run reads it (standardised where it records a mean and std).
+
+    Only the pooled probes (``scene_acc``, ``scene5_acc``, on the mean over the R cells): the train
+    split's grids come from seeded random crops, so the key object's cells of ``meta.json`` (drawn
+    for the centre crop) do not hold there and the cell-level probes are left out.
+    """
+    t0 = time.perf_counter()
+    data_dir, features_dir = Path(data_dir), Path(features_dir)
+    meta = json.loads((data_dir / "meta.json").read_text(encoding="utf-8"))["images"]
+    entry = json.loads((features_dir / "features.json").read_text(encoding="utf-8")).get("standardise")
+    mean, std = (np.asarray(entry["mean"]), np.asarray(entry["std"])) if entry else (0.0, 1.0)
+    pooled, labels = {}, {}
+    for split in ("train", "test"):
+        ids = [i for i, m in meta.items() if m["split"] == split and (features_dir / split / f"{i}.npy").is_file()]
+        pooled[split] = np.stack([((np.load(features_dir / split / f"{i}.npy") - mean) / std).mean(0)
+                                  for i in ids])                                          # (N, C)
+        labels[split] = np.array([SCENES.index(meta[i]["scene"]) for i in ids])           # (N,)
+    out = {"n_train": len(labels["train"]), "n_test": len(labels["test"]), "features": str(features_dir),
+           "standardised": bool(entry), "lams": {}}
+    for name, ncls in (("scene_acc", 4), ("scene5_acc", 5)):
+        mtr, mte = labels["train"] < ncls, labels["test"] < ncls
+        w, b, out["lams"][name] = ridge_classifier(pooled["train"][mtr], labels["train"][mtr], ncls)
+        out[name] = float(((pooled["test"][mte] @ w + b).argmax(1) == labels["test"][mte]).mean())
+    out["seconds"] = time.perf_counter() - t0
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("data", help="a folder written by minimner.data.synthetic.generate")
     ap.add_argument("--depth", type=int, default=18)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--limit", type=int, default=None)
+    ap.add_argument("--features", default=None, metavar="DIR",
+                    help="probe this features folder (e.g. the demo's OUT/features) instead of extracting")
     a = ap.parse_args(argv)
+    if a.features:
+        print(json.dumps(features_probe(a.data, a.features), indent=2))
+        return 0
     print(json.dumps(separability_probe(a.data, depth=a.depth, seed=a.seed, limit=a.limit), indent=2))
     return 0
 

@@ -484,12 +484,14 @@ def verdict(arms: dict, attention: dict | None = None) -> list[str]:
                    f"the model {how} {channel}.")
     if attention and attention.get("entity_peak_on_key_object") is not None:
         e, n, c = (attention[k] for k in ("entity_peak_on_key_object", "non_entity_peak_on_key_object", "chance"))
-        where = ("the entity words look at the object more than the other words do" if n is None or e - n >= CLEAR_CHANGE
-                 else "the other words look at it more than the entity words do" if n - e >= CLEAR_CHANGE
+        where = ("in this run the entity words look at the object more than the other words do (one run: "
+                 "benchmarks/synthetic.py repeats it over seeds)" if n is None or e - n >= CLEAR_CHANGE
+                 else "in this run the other words look at it more than the entity words do" if n - e >= CLEAR_CHANGE
                  else "the other words peak there about as often: the map locates the object, not for the entity "
                       "word in particular")
         out.append(f"The entity words' own text→image attention peaks on the drawn key object for {e:.0%} of them "
-                   f"(chance {c:.0%}; the other words of the same tweets {n:.0%}): {where}.")
+                   f"(chance {c:.0%}, the share of the 7×7 grid the object covers; the other words of the same "
+                   f"tweets {n:.0%}): {where}.")
     out.append(f"Verdict: the model relies on its {' and its '.join(relied)}." if relied else
                "Verdict: no channel of the picture is clearly relied on.")
     return out
@@ -640,6 +642,12 @@ def _report(record: dict, out: Path) -> None:
         r = record["arms"][arm]
         rec = "n/a" if r["image_decided_recall"] is None else f"{r['image_decided_recall']:.4f}"
         print(f"{arm:<30} {r['test_f1']:8.4f} {rec:>13} (n={r['image_decided_entities']})")
+    groups = record["entity_groups"]
+    print("entities nothing can decide (scored apart): misleading picture (n="
+          f"{groups['misleading']}): " + ", ".join(f"{arm} {record['arms'][arm]['misleading_recall'] or 0:.4f}"
+                                                  for arm in ("text", "multimodal"))
+          + f"; no picture (n={groups['no_picture']}): " + ", ".join(
+              f"{arm} {record['arms'][arm]['no_picture_recall'] or 0:.4f}" for arm in ("text", "multimodal")))
     print(f"dev F1 of the two trained runs (the four changed arms are the multimodal run re-scored): "
           f"text {record['dev_f1']['text']:.4f}, multimodal {record['dev_f1']['multimodal']:.4f}")
     g = {k: f"{v['entity']:.2f} vs {v['O']:.2f}" for k, v in record["gates"].items() if v["entity"] is not None}

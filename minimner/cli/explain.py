@@ -81,9 +81,11 @@ def run(args) -> int:
             raise CLIError(f"--word {args.word!r} is not a word of the tweet ({' '.join(ex.words)})")
         word = ex.words.index(args.word)
     print(" ".join(f"{w}/{t}" for w, t in zip(ex.words, ex.tags)))
+    notes = {"without the picture": " (the learned 'no image' input)",
+             "with another picture": f" ({args.other_image})"}
     for label, t in tags.items():
         if label != "MGCMT":
-            print(f"{label}: " + " ".join(f"{w}/{x}" for w, x in zip(ex.words, t)))
+            print(f"{label}{notes.get(label, '')}: " + " ".join(f"{w}/{x}" for w, x in zip(ex.words, t)))
     out = Path(args.out) if args.out else Path(args.run) / "explain.png"
     out.parent.mkdir(parents=True, exist_ok=True)
     ex.figure(picture, word, counterfactuals=tags).savefig(out, dpi=110)

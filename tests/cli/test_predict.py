@@ -254,9 +254,10 @@ def test_explain_prints_the_counterfactuals_the_dataset_path_gives(mm, tmp_path,
     assert list(want) == ["MGCMT", "without the picture", "without the objects", "with another tweet's picture"]
     tagged = {label: " ".join(f"{w}/{t}" for w, t in zip(s.words, tags)) for label, tags in want.items()}
     assert tagged["MGCMT"] in printed
-    for label, cli_label in (("without the picture", "without the picture"),
+    for label, cli_label in (("without the picture", "without the picture (the learned 'no image' input)"),
                              ("without the objects", "without the objects"),
-                             ("with another tweet's picture", "with another picture")):
+                             ("with another tweet's picture",
+                              f"with another picture ({mm['images'] / (other.image_id + '.jpg')})")):
         assert f"{cli_label}: {tagged[label]}" in printed, (label, printed)
     assert main(["explain", "--run", str(mm["run"]), "--tweet", "x", "--image", str(mm["images"] / f"{s.image_id}.jpg"),
                  "--other-image", str(tmp_path / "nowhere.jpg")]) == 2
