@@ -728,6 +728,16 @@ def _corrupted(rng, n: int, gold: list) -> list:
     return kept
 
 
+def _same_share(case: str, got, want, none_note: str, hint: str) -> None:
+    """A share (a float in [0, 1], or None when nothing is counted) equal to the oracle's, else a Fail saying why."""
+    if want is None:
+        if got is not None:
+            raise Fail(f"case '{case}': yours {_shown(got)}, expected None ({none_note}).")
+        return
+    if got is None or not isinstance(got, (int, float, np.number)) or abs(float(got) - want) > 1e-12:
+        raise Fail(f"case '{case}': yours {_shown(got)}, expected {want:.6g} ({hint}).")
+
+
 @_exercise("11_multimodal_training.ipynb", "Exercise 11.1 (exact span-and-type recall over a group of entities)")
 def group_recall(student):
     """``group_recall(gold_tags, pred_tags, spans) -> share of spans predicted exactly, or None``."""
@@ -754,14 +764,8 @@ def group_recall(student):
     for name, gold_tags, pred_tags, spans in cases:
         want = library([SimpleNamespace(tags=t) for t in gold_tags], pred_tags, spans)
         got = student([list(t) for t in gold_tags], [list(t) for t in pred_tags], list(spans))
-        if want is None:
-            if got is not None:
-                raise Fail(f"case '{name}': yours {_shown(got)}, expected None "
-                           f"(no spans: the recall is undefined, not 0).")
-            continue
-        if got is None or not isinstance(got, (int, float, np.number)) or abs(float(got) - want) > 1e-12:
-            raise Fail(f"case '{name}': yours {_shown(got)}, expected {want:.6g} (a span counts only when a predicted "
-                       f"entity has exactly its start, its end and its gold type).")
+        _same_share(name, got, want, "no spans: the recall is undefined, not 0",
+                    "a span counts only when a predicted entity has exactly its start, its end and its gold type")
     return "Equal to minimner.cli.demo.group_recall: exact boundaries and type, nothing for an overlap."
 
 
@@ -877,12 +881,6 @@ def peak_on_key_object(student):
     for name, att, first, words, cells in cases:
         want = _peak_share_by_loop(att, first, words, cells)
         got = student(att.copy(), first.copy(), list(words), [list(c) for c in cells])
-        if want is None:
-            if got is not None:
-                raise Fail(f"case '{name}': yours {_shown(got)}, expected None "
-                           f"(no word: the share is undefined, not 0).")
-            continue
-        if got is None or not isinstance(got, (int, float, np.number)) or abs(float(got) - want) > 1e-12:
-            raise Fail(f"case '{name}': yours {_shown(got)}, expected {want:.6g} (average the heads, read the row "
-                       f"of the word's first piece, and take the arg-max over the regions).")
+        _same_share(name, got, want, "no word: the share is undefined, not 0",
+                    "average the heads, read the row of the word's first piece, and take the arg-max over the regions")
     return "Equal to a loop over heads and regions: heads averaged, each word read at its first piece."
