@@ -273,7 +273,8 @@ REPORTS = [("bert.json", "bert", "markdown"), ("crf.json", "crf", "markdown"),
            ("augment_ablation_*.json", "text_crf", "ablation_markdown"),
            ("mgcmt_parity.json", "mgcmt_parity", "markdown"),
            ("mgcmt.json", "mgcmt", "markdown"), ("mgcmt_scaling.json", "mgcmt", "scaling_markdown"),
-           ("synthetic*.json", "synthetic", "markdown"), ("finite_checks.json", "finite_checks", "markdown"),
+           ("synthetic*.json", "synthetic", "markdown"), ("recipes.json", "recipes", "markdown"),
+           ("finite_checks.json", "finite_checks", "markdown"),
            ("mgcmt_epoch_*.json", "mgcmt_epoch", "markdown"), ("gemm_floor.json", "gemm_floor", "markdown"),
            ("gpu.json", "gpu", "markdown")]
 COMMITTED = [(path.name, module, fn) for pattern, module, fn in REPORTS
