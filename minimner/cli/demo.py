@@ -298,9 +298,9 @@ def train_arms(prep: dict, runs: Path, seed: int, recipe: dict, progress: bool =
 
     Two processes (``multiprocessing``, spawn), one BLAS thread each. An MGCMT step of the demo's
     size is mostly single-threaded NumPy work between small matrix products: a second BLAS thread
-    does not make its epoch faster (14.5 s with two against 15 s with one, measured), while the
-    text-only tagger then trains on the other core at no cost to it (MGCMT's epoch took 16.6 s
-    alone and beside it). Training the text-only tagger during the feature extraction instead
+    makes its epoch barely faster (14.5 s with two against 15 s with one, measured the same day),
+    while the text-only tagger then trains on the other core at no cost to it (MGCMT's epoch took
+    16.6 s both alone and beside it, in two later runs). Training the text-only tagger during the feature extraction instead
     was measured 20 s slower in all (the extraction uses both cores). With one thread the numbers
     also do not depend on the core count: OpenBLAS sums in another order with more threads,
     which alone moved this demo's image-decided recall from 0.60 to 0.53. Each run's output goes
