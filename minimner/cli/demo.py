@@ -69,8 +69,7 @@ from minimner.train import TrainConfig, evaluate_examples, load_run, run_collato
 from minimner.vision.images import load_batch
 from minimner.vision.objects import class_name
 
-__all__ = ["register", "run", "prepare", "prepare_text", "prepare_images", "calibrated_resnet", "small_bert",
-           "train_arms", "score_arms",
+__all__ = ["register", "run", "prepare", "calibrated_resnet", "small_bert", "train_arms", "score_arms",
            "attention_and_gates", "crf_grammar", "entity_groups", "group_recall", "verdict", "figures",
            "DEMO_RECIPE", "DEMO_SIZES", "ARMS"]
 
@@ -202,8 +201,8 @@ def _bert(bert, out: Path, data: Path, seed: int) -> tuple[Path, str]:
     return Path(bert), str(bert)
 
 
-def prepare_text(out: Path, data_seed: int = 0, bert=None, log=print, sizes=None) -> dict:
-    """The demo folder's data and BERT (reused when already there): what the text-only tagger needs."""
+def prepare(out: Path, data_seed: int = 0, bert=None, progress: bool = True, log=print, sizes=None) -> dict:
+    """Data, BERT and standardised image features of a demo folder (reused when already there); paths and times."""
     t0 = time.time()
     data = out / "data"
     summary = generate(data, seed=data_seed, sizes=sizes or DEMO_SIZES)
@@ -212,32 +211,20 @@ def prepare_text(out: Path, data_seed: int = 0, bert=None, log=print, sizes=None
         f"{'reused' if summary['reused'] else f'generated in {t_data:.1f} s'})")
     bert_path, bert_name = _bert(bert, out, data, data_seed)
     log(f"BERT: {bert_name}")
-    return {"data": data, "bert": bert_path, "bert_name": bert_name, "objects": data / "objects.json",
-            "data_seed": data_seed, "seconds": {"data": round(time.time() - t0, 1)}}
-
-
-def prepare_images(out: Path, prep: dict, progress: bool = True, log=print) -> dict:
-    """Adds the standardised image features to ``prep`` (from :func:`prepare_text`); returns it."""
     t1 = time.time()
-    data, seed = prep["data"], prep["data_seed"]
     meta = json.loads((data / "meta.json").read_text(encoding="utf-8"))["images"]
     pictures = [data / "images" / f"{i}.jpg" for i, m in meta.items() if m["split"] == "train" and m["image"]]
-    weights = _resnet_weights(out / f"resnet18-seed{seed}.npz", seed, pictures[:CALIBRATION_PICTURES], progress)
+    weights = _resnet_weights(out / f"resnet18-seed{data_seed}.npz", data_seed, pictures[:CALIBRATION_PICTURES],
+                              progress)
     features = out / "features"
-    extract_features(data / "images", data, weights, features, arch="resnet18", seed=seed, progress=progress)
+    extract_features(data / "images", data, weights, features, arch="resnet18", seed=data_seed, progress=progress)
     entry = standardise_features(features, "train")
     t_features = time.time() - t1
-    log(f"image features: {features} (random-init ResNet-18, seed {seed}, BatchNorm statistics of "
+    log(f"image features: {features} (random-init ResNet-18, seed {data_seed}, BatchNorm statistics of "
         f"{min(len(pictures), CALIBRATION_PICTURES)} training pictures; standardised with the mean and std of "
         f"{entry['images']} training pictures; {t_features:.0f} s)")
-    prep.update(resnet=weights, features=features)
-    prep["seconds"]["features"] = round(t_features, 1)
-    return prep
-
-
-def prepare(out: Path, data_seed: int = 0, bert=None, progress: bool = True, log=print, sizes=None) -> dict:
-    """Data, BERT and standardised image features of a demo folder (reused when already there); paths and times."""
-    return prepare_images(out, prepare_text(out, data_seed, bert, log, sizes), progress, log)
+    return {"data": data, "bert": bert_path, "bert_name": bert_name, "resnet": weights, "features": features,
+            "objects": data / "objects.json", "seconds": {"data": round(t_data, 1), "features": round(t_features, 1)}}
 
 
 # ----------------------------------------------------------------------------- training
@@ -275,11 +262,11 @@ def _last_progress(log: Path) -> str:
     return "starting"
 
 
-def _start(ctx, arm: str, cfg: dict, runs: Path, threads: int):
-    """One arm's training process, its BLAS limited to ``threads`` (read by the child as NumPy loads)."""
+def _start(ctx, arm: str, cfg: dict, runs: Path):
+    """One arm's training process with one BLAS thread (the variables are read by the child as NumPy loads)."""
     names = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
     saved = {k: os.environ.get(k) for k in names}
-    os.environ.update({k: str(threads) for k in names})
+    os.environ.update({k: "1" for k in names})
     try:
         proc = ctx.Process(target=_train_worker, args=(cfg, str(runs / f"{arm}.log")))
         proc.start()
@@ -300,18 +287,17 @@ def train_arms(prep: dict, runs: Path, seed: int, recipe: dict, progress: bool =
     size is mostly single-threaded NumPy work between small matrix products: a second BLAS thread
     makes its epoch barely faster (14.5 s with two against 15 s with one, measured the same day),
     while the text-only tagger then trains on the other core at no cost to it (MGCMT's epoch took
-    16.6 s both alone and beside it, in two later runs). Training the text-only tagger during the feature extraction instead
-    was measured 20 s slower in all (the extraction uses both cores). With one thread the numbers
-    also do not depend on the core count: OpenBLAS sums in another order with more threads,
-    which alone moved this demo's image-decided recall from 0.60 to 0.53. Each run's output goes
-    to ``RUNS/<arm>.log``; with ``progress`` one live line shows where each run is. Without
+    16.6 s both alone and beside it, in two later runs). Training the text-only tagger during the
+    feature extraction instead was measured 20 s slower in all (the extraction uses both cores).
+    With one thread the numbers also do not depend on the core count: OpenBLAS sums in another
+    order with more threads, which alone moved this demo's image-decided recall from 0.60 to 0.53.
+    Each run's output goes to ``RUNS/<arm>.log``; with ``progress`` one live line shows where each run is. Without
     ``keep_state`` each run's ``last.npz`` (weights and Adam moments for ``--resume``) is
     deleted once it has finished.
     """
     runs.mkdir(parents=True, exist_ok=True)
     ctx = multiprocessing.get_context("spawn")
-    procs = {arm: _start(ctx, arm, _config(prep, runs / arm, seed, recipe, model), runs, threads=1)
-             for arm, model in _TRAINED}
+    procs = {arm: _start(ctx, arm, _config(prep, runs / arm, seed, recipe, model), runs) for arm, model in _TRAINED}
     log(f"training the text-only and the multimodal tagger side by side (one BLAS thread each; logs in "
         f"{runs}/*.log) ...")
     _watch(procs, runs, progress)
